@@ -1,0 +1,134 @@
+"""Compute features once per item and keep them in the job's database."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from labelloop.config import JobConfig, TaskType
+from labelloop.errors import ConfigError
+from labelloop.features.base import (
+    EXTRACTORS,
+    FeatureExtractor,
+    ItemInput,
+    ProgressCallback,
+)
+from labelloop.store import JobStore
+
+logger = logging.getLogger(__name__)
+
+#: Items per extraction chunk; each chunk is committed on its own, so a killed
+#: job keeps every finished chunk. Chunks are fixed by item id, so a resumed
+#: job computes each vector in the same batch as an uninterrupted one.
+CHUNK_SIZE = 256
+
+#: Named presets accepted in the job file's ``features`` field.
+PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "text-minilm": ("text-minilm", {}),
+    "image-mid": ("image-efficientnet-lite0", {"layers": "mid", "image_size": 96}),
+    "image-final": ("image-efficientnet-lite0", {"layers": "final", "image_size": 160}),
+    "image-final-flip": (
+        "image-efficientnet-lite0",
+        {"layers": "final", "image_size": 160, "flip": True},
+    ),
+    "image-mid+final": (
+        "image-efficientnet-lite0",
+        {"layers": "mid+final", "image_size": 96},
+    ),
+}
+
+
+#: Images sampled to choose the features of an image job under ``auto``.
+AUTO_SAMPLE = 16
+
+
+def choose_image_preset(paths: list[str]) -> str:
+    """Choose image features from a sample of the job's images.
+
+    Grayscale images (digits, scans, drawings) get pooled mid-level features,
+    which on MNIST beat the final layer by 5 to 9 points of accuracy at 200
+    and 700 training labels; color photographs get the final layer with a
+    mirrored copy, which on CIFAR-10 beat mid-level features by 10 to 15 points.
+    Images that fail to decode are skipped here and fail later, alone.
+    """
+    from labelloop.errors import LabelloopError
+    from labelloop.media import load_image
+
+    for path in paths:
+        try:
+            pixels = np.asarray(load_image(path, mode="RGB"), dtype=np.int16)
+        except (LabelloopError, OSError):
+            continue
+        spread = np.abs(pixels - pixels.mean(axis=2, keepdims=True)).max()
+        if spread > 8:
+            return "image-final-flip"
+    return "image-mid"
+
+
+def make_extractor(
+    config: JobConfig, store: JobStore | None = None
+) -> FeatureExtractor:
+    """Build the feature extractor that the job file asks for.
+
+    Under ``features: auto``, text gets MiniLM embeddings and images get the
+    preset that ``choose_image_preset`` picks from a sample of ``store``'s items.
+    """
+    preset = config.features
+    if preset == "auto":
+        if config.task_type is TaskType.TEXT_CLASSIFICATION:
+            preset = "text-minilm"
+        else:
+            items = store.items()[:AUTO_SAMPLE] if store is not None else []
+            paths = [item.source_path for item in items if item.source_path]
+            preset = choose_image_preset(paths)
+    if preset not in PRESETS:
+        known = ", ".join(["auto", *PRESETS])
+        raise ConfigError(f"features {preset!r} is unknown; choose one of: {known}")
+    name, kwargs = PRESETS[preset]
+    return EXTRACTORS.create(name, **kwargs)
+
+
+def ensure_features(
+    store: JobStore,
+    extractor: FeatureExtractor,
+    *,
+    progress: ProgressCallback | None = None,
+) -> tuple[list[int], np.ndarray]:
+    """Return ``(item_ids, features)`` for every valid item, computing what is missing.
+
+    Items that cannot be read are marked failed in the store and left out.
+    """
+    items = store.items()
+    ids = [item.id for item in items]
+    cached = store.features(extractor.name, ids)
+    missing = [item for item in items if item.id not in cached]
+    total = len(items)
+    done = total - len(missing)
+    if progress:
+        progress("features", done, total)
+
+    chunks: dict[int, list[Any]] = {}
+    for item in missing:
+        chunks.setdefault(item.id // CHUNK_SIZE, []).append(item)
+    for chunk_number in sorted(chunks):
+        chunk = chunks[chunk_number]
+        inputs = [ItemInput(item.id, item.source_path, item.text) for item in chunk]
+        vectors, failures = extractor.transform(inputs)
+        failed_ids = {failure.item_id for failure in failures}
+        for failure in failures:
+            store.fail_item(failure.item_id, failure.reason)
+        succeeded = [item.id for item in chunk if item.id not in failed_ids]
+        fresh = dict(zip(succeeded, vectors, strict=True))
+        store.put_features(extractor.name, fresh)
+        cached.update(fresh)
+        done += len(chunk)
+        if progress:
+            progress("features", done, total)
+        logger.debug("features: %s of %s items", done, total)
+
+    valid = [item_id for item_id in ids if item_id in cached]
+    if not valid:
+        return [], np.zeros((0, 0), dtype=np.float32)
+    return valid, np.stack([cached[item_id] for item_id in valid])

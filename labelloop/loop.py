@@ -1,0 +1,553 @@
+"""The labeling loop: humans label samples, a model learns, certified machine labels.
+
+Each round moves through states stored in the database, so a killed job resumes
+where it stopped:
+
+``collecting``
+    Tasks are posted; the workforce answers them.
+``labeled``
+    The answers are consolidated into human labels.
+``done``
+    Models are trained, a threshold is certified on the validation items and
+    the pool items above it get machine labels.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from labelloop.certify import ThresholdPlan, plan_thresholds, round_delta
+from labelloop.config import JobConfig
+from labelloop.consolidation import Answer as VoteAnswer
+from labelloop.consolidation import get_consolidator
+from labelloop.features.base import ProgressCallback
+from labelloop.features.cache import ensure_features, make_extractor
+from labelloop.models import make_model
+from labelloop.store import JobStore
+from labelloop.strategies import STRATEGIES
+from labelloop.workforce import make_workforce
+
+logger = logging.getLogger(__name__)
+
+#: Share of each later round's human batch drawn uniformly at random as new
+#: validation items; the rest is chosen by the query strategy.
+VALIDATION_SHARE = 0.25
+
+
+@dataclass
+class RoundTimer:
+    """Seconds spent per kind of work, kept to report where a job's time goes."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, kind: str, started: float) -> None:
+        self.seconds[kind] = self.seconds.get(kind, 0.0) + time.perf_counter() - started
+
+
+def default_validation_size(n_items: int) -> int:
+    """Return the size of the first random sample: 3% of the items, 200 to 1,000."""
+    return int(min(1000, max(200, round(0.03 * n_items))))
+
+
+def default_batch_size(n_items: int, n_human: int) -> int:
+    """Return the size of a later human batch.
+
+    It grows with the labels already given (a quarter of them), so the number
+    of rounds grows with the logarithm of the human labels, not linearly.
+    """
+    base = int(min(1000, max(50, round(0.02 * n_items))))
+    return max(base, n_human // 4)
+
+
+def fold_of(item_ids: np.ndarray, *, seed: int, n_folds: int) -> np.ndarray:
+    """Assign items to cross-fitting folds by a seeded hash of their id."""
+    mixed = (
+        np.asarray(item_ids, dtype=np.uint64) * np.uint64(2654435761)
+        + np.uint64(seed * 97 + 13)
+    ) % np.uint64(2**32)
+    return (mixed % np.uint64(n_folds)).astype(int)
+
+
+class LabelingLoop:
+    """Run one job's rounds until every item is labeled or a stop condition holds.
+
+    Parameters
+    ----------
+    config : JobConfig
+        The job.
+    store : JobStore
+        The job's database, already created by ``labelloop.job.open_job``.
+    progress : callable, optional
+        ``progress(step, completed, total)`` for long steps.
+    """
+
+    def __init__(
+        self,
+        config: JobConfig,
+        store: JobStore,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.progress = progress
+        self.class_names = list(config.label_categories)
+        self.n_classes = len(self.class_names)
+        self.extractor = make_extractor(config, store)
+        self.workforce = make_workforce(config, self.class_names)
+        self.consolidator = get_consolidator(config.consolidation)
+        self.strategy = STRATEGIES.create(config.query_strategy)
+        self.timer = RoundTimer()
+        self._features: tuple[list[int], np.ndarray] | None = None
+
+    # Helpers
+
+    @property
+    def automated(self) -> bool:
+        settings = self.config.automated_labeling
+        return settings.enabled and len(self.store.items()) >= settings.min_items
+
+    def _rng(self, *parts: int) -> np.random.Generator:
+        return np.random.default_rng([self.config.seed, *parts])
+
+    def features(self) -> tuple[list[int], np.ndarray]:
+        """Return ``(item_ids, matrix)`` of every valid item, extracting once."""
+        if self._features is None:
+            started = time.perf_counter()
+            self._features = ensure_features(
+                self.store, self.extractor, progress=self.progress
+            )
+            self.timer.add("features", started)
+        return self._features
+
+    def _human_budget_left(self) -> int:
+        limit = self.config.stopping_conditions.max_human_labeled_object_count
+        posted = len(self.store.tasks())
+        if limit is None:
+            return len(self.store.items())
+        return max(0, limit - posted)
+
+    # Round states
+
+    def plan_round(self, number: int) -> bool:
+        """Post the next round's tasks; return False when the job should stop."""
+        items = self.store.items()
+        n_items = len(items)
+        labels = self.store.labels()
+        tasked = {task.item_id for task in self.store.tasks()}
+        open_for_humans = np.array(
+            [
+                item.id
+                for item in items
+                if item.id not in labels and item.id not in tasked
+            ]
+        )
+
+        stop = self.stop_reason(
+            n_items=n_items, n_labeled=len(labels), n_open=len(open_for_humans)
+        )
+        if stop is not None:
+            self.store.log_event("job-stop", stop)
+            logger.info("job stops: %s", stop)
+            return False
+
+        budget = self._human_budget_left()
+        n_human = sum(1 for label in labels.values() if label.origin == "human")
+        rng = self._rng(number, 1)
+        if number == 1 and self.automated:
+            size = (
+                self.config.automated_labeling.validation_size
+                or default_validation_size(n_items)
+            )
+            size = min(size, budget, len(open_for_humans))
+            validation = rng.choice(open_for_humans, size=size, replace=False)
+            query: np.ndarray = np.array([], dtype=int)
+            reason = "first round: a uniform random sample becomes the validation set"
+        else:
+            size = self.config.human_batch_size or default_batch_size(n_items, n_human)
+            size = min(size, budget, len(open_for_humans))
+            if not self.automated:
+                validation = rng.choice(open_for_humans, size=size, replace=False)
+                query = np.array([], dtype=int)
+                reason = "humans label every item: automated labeling is off"
+            elif size >= len(open_for_humans):
+                validation = np.array([], dtype=int)
+                query = open_for_humans
+                reason = "the remaining items fit in one human batch"
+            else:
+                n_validation = int(round(VALIDATION_SHARE * size))
+                validation = rng.choice(
+                    open_for_humans, size=n_validation, replace=False
+                )
+                rest = np.setdiff1d(open_for_humans, validation)
+                query = self.select_queries(rest, size - n_validation, rng=rng)
+                reason = (
+                    f"{n_validation} random validation items and {len(query)} "
+                    f"chosen by {self.config.query_strategy}"
+                )
+
+        plan = {"validation": len(validation), "query": len(query), "reason": reason}
+        self.store.start_round(
+            number,
+            validation_ids=[int(i) for i in validation],
+            query_ids=[int(i) for i in query],
+            plan=plan,
+        )
+        logger.info(
+            "round %s: posted %s tasks (%s)",
+            number,
+            len(validation) + len(query),
+            reason,
+        )
+        return True
+
+    def stop_reason(self, *, n_items: int, n_labeled: int, n_open: int) -> str | None:
+        """Return why the job stops before another round, or None to go on."""
+        conditions = self.config.stopping_conditions
+        if n_labeled >= n_items:
+            return "every item is labeled"
+        if (
+            100.0 * n_labeled / max(n_items, 1)
+            >= conditions.max_percentage_of_input_dataset_labeled
+        ):
+            return (
+                f"{n_labeled} of {n_items} items are labeled, reaching "
+                f"max_percentage_of_input_dataset_labeled="
+                f"{conditions.max_percentage_of_input_dataset_labeled}"
+            )
+        if self._human_budget_left() == 0:
+            return (
+                "the human budget max_human_labeled_object_count="
+                f"{conditions.max_human_labeled_object_count} is spent"
+            )
+        if n_open == 0:
+            return "no unlabeled item is left to send to humans"
+        return None
+
+    def select_queries(
+        self, candidates: np.ndarray, n: int, *, rng: np.random.Generator
+    ) -> np.ndarray:
+        """Choose ``n`` of ``candidates`` with the query strategy and a model on all human labels."""
+        ids, matrix = self.features()
+        row = {item_id: position for position, item_id in enumerate(ids)}
+        candidates = np.array([c for c in candidates if int(c) in row])
+        labels = {
+            i: lab
+            for i, lab in self.store.labels().items()
+            if lab.origin == "human" and i in row
+        }
+        if len(labels) < 2 or len({lab.value["class"] for lab in labels.values()}) < 2:
+            return rng.choice(candidates, size=min(n, len(candidates)), replace=False)
+        started = time.perf_counter()
+        train_ids = sorted(labels)
+        model = make_model(
+            self.config.model, n_classes=self.n_classes, random_state=self.config.seed
+        )
+        model.fit(
+            matrix[[row[i] for i in train_ids]],
+            np.array([labels[i].value["class"] for i in train_ids]),
+        )
+        probabilities = model.predict_proba(matrix[[row[int(c)] for c in candidates]])
+        self.timer.add("training", started)
+        chosen = self.strategy.select(probabilities, n, rng=rng)
+        return candidates[chosen]
+
+    def collect(self, number: int) -> None:
+        """Have the round's tasks answered, then consolidate the answers."""
+        started = time.perf_counter()
+        expired = self.workforce.collect(self.store, number)
+        self.timer.add("workforce", started)
+
+        tasks = self.store.tasks(round_number=number)
+        valid = {item.id for item in self.store.items()}
+        item_ids = [task.item_id for task in tasks if task.item_id in valid]
+        answers = [
+            VoteAnswer(
+                item_id=a.item_id, worker_id=a.worker_id, label=int(a.value["class"])
+            )
+            for a in self.store.answers(item_ids)
+        ]
+        result = self.consolidator.consolidate(
+            answers, n_classes=self.n_classes, rng=self._rng(number, 2)
+        )
+        human_labels = [
+            (item_id, {"class": int(label.label)}, float(label.confidence))
+            for item_id, label in sorted(result.labels.items())
+        ]
+        self.store.write_human_labels(number, human_labels, expired_task_ids=expired)
+        logger.info(
+            "round %s: %s human labels, %s tasks expired",
+            number,
+            len(human_labels),
+            len(expired),
+        )
+
+    def train_and_label(self, number: int) -> dict[str, Any]:
+        """Train cross-fitted models, certify a threshold and write machine labels."""
+        ids, matrix = self.features()
+        row = {item_id: position for position, item_id in enumerate(ids)}
+        labels = self.store.labels()
+        purposes = {task.item_id: task.purpose for task in self.store.tasks()}
+        human = {
+            i: lab for i, lab in labels.items() if lab.origin == "human" and i in row
+        }
+        validation_ids = np.array(
+            sorted(i for i in human if purposes.get(i) == "validation"), dtype=int
+        )
+        query_ids = np.array(
+            sorted(i for i in human if purposes.get(i) != "validation"), dtype=int
+        )
+        pool_ids = np.array([i for i in ids if i not in labels], dtype=int)
+        y_of = {i: int(lab.value["class"]) for i, lab in human.items()}
+
+        stats: dict[str, Any] = {
+            "round": number,
+            "human_labels_total": len(human),
+            "validation_items": int(len(validation_ids)),
+            "query_items": int(len(query_ids)),
+            "pool_items": int(len(pool_ids)),
+            "machine_labeled": 0,
+        }
+        if not self.automated or len(pool_ids) == 0 or len(human) < 2:
+            stats["stop_reason"] = "no machine labeling this round: " + (
+                "automated labeling is off or the dataset is under "
+                f"{self.config.automated_labeling.min_items} items"
+                if not self.automated
+                else "no unlabeled item is left"
+                if len(pool_ids) == 0
+                else "too few human labels"
+            )
+            self.store.finish_round(number, machine_labels=[], stats=stats)
+            return stats
+
+        started = time.perf_counter()
+        n_folds = self.config.automated_labeling.cross_fit_folds
+        val_folds = fold_of(validation_ids, seed=self.config.seed, n_folds=n_folds)
+        pool_folds = fold_of(pool_ids, seed=self.config.seed, n_folds=n_folds)
+        val_proba = np.zeros((len(validation_ids), self.n_classes))
+        pool_proba = np.zeros((len(pool_ids), self.n_classes))
+        for fold in range(n_folds):
+            train_ids = np.concatenate([query_ids, validation_ids[val_folds != fold]])
+            if len(train_ids) == 0:
+                continue
+            model = make_model(
+                self.config.model,
+                n_classes=self.n_classes,
+                random_state=self.config.seed,
+            )
+            model.fit(
+                matrix[[row[i] for i in train_ids]],
+                np.array([y_of[i] for i in train_ids]),
+            )
+            in_val = val_folds == fold
+            if in_val.any():
+                val_proba[in_val] = model.predict_proba(
+                    matrix[[row[i] for i in validation_ids[in_val]]]
+                )
+            in_pool = pool_folds == fold
+            if in_pool.any():
+                pool_proba[in_pool] = model.predict_proba(
+                    matrix[[row[i] for i in pool_ids[in_pool]]]
+                )
+        self.timer.add("training", started)
+
+        val_true = np.array([y_of[i] for i in validation_ids], dtype=int)
+        val_pred = val_proba.argmax(axis=1)
+        val_conf = val_proba.max(axis=1)
+        val_correct = val_pred == val_true
+        stats["validation_accuracy"] = (
+            float(val_correct.mean()) if len(val_true) else None
+        )
+
+        # Validation items that earlier rounds' thresholds covered stand for pool
+        # items that are already machine-labeled, so they leave the sample.
+        covered_before = set()
+        for previous in self.store.rounds():
+            if previous.number < number:
+                covered_before.update(previous.stats.get("covered_validation_ids", []))
+        eligible = np.array(
+            [i not in covered_before for i in validation_ids], dtype=bool
+        )
+
+        settings = self.config.automated_labeling
+        delta = round_delta(1.0 - settings.confidence, number)
+        pool_pred = pool_proba.argmax(axis=1)
+        pool_conf = pool_proba.max(axis=1)
+        plan: ThresholdPlan = plan_thresholds(
+            val_predicted=val_pred[eligible],
+            val_confidences=val_conf[eligible],
+            val_correct=val_correct[eligible],
+            pool_predicted=pool_pred,
+            pool_confidences=pool_conf,
+            n_classes=self.n_classes,
+            max_error=1.0 - settings.target_accuracy,
+            delta=delta,
+            mode=settings.threshold_mode,
+        )
+        covered_pool = plan.covers(pool_pred, pool_conf)
+        covered_val = plan.covers(val_pred, val_conf) & eligible
+        machine_labels = [
+            (int(item_id), {"class": int(pool_pred[k])}, float(pool_conf[k]))
+            for k, item_id in enumerate(pool_ids)
+            if covered_pool[k]
+        ]
+        n_above = int(covered_val.sum())
+        errors_above = int((~val_correct[covered_val]).sum())
+        stats.update(
+            {
+                "delta": delta,
+                "eligible_validation_items": int(eligible.sum()),
+                "threshold_mode": plan.mode,
+                "thresholds": [
+                    t if math.isfinite(t) else None for t in plan.thresholds
+                ],
+                "threshold": _summary_threshold(plan),
+                "certified_error_bound": _plan_bound(plan),
+                "validation_above_threshold": n_above,
+                "validation_errors_above_threshold": errors_above,
+                "estimated_machine_accuracy": (1.0 - errors_above / n_above)
+                if n_above
+                else None,
+                "machine_labeled": len(machine_labels),
+                "covered_validation_ids": [int(i) for i in validation_ids[covered_val]],
+                "stop_reason": "; ".join(
+                    f"{name}: {result.stop_reason}"
+                    for name, result in plan.results.items()
+                    if result.n_validation
+                )[:2000],
+            }
+        )
+        self.store.finish_round(number, machine_labels=machine_labels, stats=stats)
+        logger.info(
+            "round %s: validation accuracy %.3f, %s machine labels (mode %s)",
+            number,
+            stats["validation_accuracy"] or float("nan"),
+            len(machine_labels),
+            plan.mode,
+        )
+        return stats
+
+    def train_final_model(self) -> tuple[Any, dict[str, Any]]:
+        """Train the delivered model on every human label."""
+        ids, matrix = self.features()
+        row = {item_id: position for position, item_id in enumerate(ids)}
+        human = {
+            i: lab
+            for i, lab in self.store.labels().items()
+            if lab.origin == "human" and i in row
+        }
+        model = make_model(
+            self.config.model, n_classes=self.n_classes, random_state=self.config.seed
+        )
+        train_ids = sorted(human)
+        if train_ids:
+            model.fit(
+                matrix[[row[i] for i in train_ids]],
+                np.array([human[i].value["class"] for i in train_ids]),
+            )
+        info = {
+            "training_items": len(train_ids),
+            "features": self.extractor.name,
+            "model": self.config.model,
+        }
+        return model, info
+
+    def run(self, *, max_rounds: int | None = None) -> None:
+        """Advance the job until it stops; ``max_rounds`` caps finished rounds."""
+        settings = self.config.automated_labeling
+        n_items = len(self.store.items())
+        if settings.enabled and n_items < settings.min_items:
+            logger.warning(
+                "automated labeling needs at least %s valid items and the job has %s, "
+                "as in Ground Truth: too few items cannot certify a threshold worth "
+                "training for; the job goes on with humans labeling every item",
+                settings.min_items,
+                n_items,
+            )
+        while True:
+            rounds = self.store.rounds()
+            current = rounds[-1] if rounds else None
+            if current is None or current.status == "done":
+                done = len(rounds)
+                if max_rounds is not None and done >= max_rounds:
+                    return
+                if not self.plan_round(done + 1):
+                    self.store.set_job_status("completed")
+                    return
+                if done == 0:
+                    # Extract while the first sample is out with the workforce.
+                    self.features()
+                continue
+            if current.status == "collecting":
+                self.collect(current.number)
+                continue
+            if current.status == "labeled":
+                self.train_and_label(current.number)
+                continue
+            raise RuntimeError(
+                f"round {current.number} has unknown status {current.status!r}"
+            )
+
+
+def _summary_threshold(plan: ThresholdPlan) -> float | None:
+    finite = [t for t in plan.thresholds if math.isfinite(t)]
+    return min(finite) if finite else None
+
+
+def _plan_bound(plan: ThresholdPlan) -> float | None:
+    bounds = [r.upper_bound for r in plan.results.values() if r.certified]
+    return max(bounds) if bounds else None
+
+
+def run_job(
+    config: JobConfig,
+    *,
+    progress: ProgressCallback | None = None,
+    max_rounds: int | None = None,
+) -> dict[str, Any]:
+    """Create or resume a job, run it to its end and write its outputs.
+
+    Parameters
+    ----------
+    config : JobConfig
+        The job.
+    progress : callable, optional
+        ``progress(step, completed, total)`` for long steps.
+    max_rounds : int, optional
+        Return after this many finished rounds without writing outputs (the
+        job stays resumable).
+
+    Returns
+    -------
+    dict
+        The report (see ``labelloop.report.build_report``).
+    """
+    from labelloop.job import open_job
+    from labelloop.output import write_outputs
+    from labelloop.report import build_report
+
+    started = time.perf_counter()
+    store = open_job(config)
+    try:
+        loop = LabelingLoop(config, store, progress=progress)
+        loop.run(max_rounds=max_rounds)
+        job = store.job()
+        if job is None or job.status != "completed":
+            return build_report(config, store, timing=dict(loop.timer.seconds))
+        model, info = loop.train_final_model()
+        timing = dict(loop.timer.seconds)
+        timing["total"] = time.perf_counter() - started
+        report = build_report(config, store, timing=timing)
+        paths = write_outputs(config, store, report, model, info)
+        report["outputs"] = {name: str(value) for name, value in vars(paths).items()}
+        paths.report_json.write_text(json.dumps(report, indent=2), encoding="utf-8")
+        return report
+    finally:
+        store.close()

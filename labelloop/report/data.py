@@ -1,0 +1,215 @@
+"""The job report as data: counters, rounds, the guarantee, cost and timing."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+from scipy.stats import beta
+
+from labelloop.config import JobConfig, SimulatedWorkforce
+from labelloop.store import JobStore
+from labelloop.store.store import isoformat
+
+GUARANTEE = (
+    "With probability at least {confidence:.0%}, the error rate of the machine "
+    "labels is at most {max_error:.1%}. Each round certifies its threshold with an "
+    "exact Clopper-Pearson bound on validation items that a uniform random sample "
+    "drew, scored by models that did not train on them; the rounds split the "
+    "{delta:.0%} failure budget (round r gets 6/(pi^2 r^2) of it), so the bounds "
+    "hold for all rounds at once and for the machine labels as a whole. It assumes "
+    "that the validation sample is exchangeable with the machine-labeled items and "
+    "that human labels are correct: label noise in the validation set counts "
+    "human mistakes as machine errors or hides machine errors, so the bound holds "
+    "against the human labels, and holds against the truth only as far as they do."
+)
+
+
+def _interval(errors: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Two-sided Clopper-Pearson interval of an error rate."""
+    alpha = 1.0 - confidence
+    low = 0.0 if errors == 0 else float(beta.ppf(alpha / 2, errors, n - errors + 1))
+    high = (
+        1.0 if errors == n else float(beta.ppf(1 - alpha / 2, errors + 1, n - errors))
+    )
+    return low, high
+
+
+def build_report(
+    config: JobConfig, store: JobStore, *, timing: dict[str, float]
+) -> dict[str, Any]:
+    """Collect everything the JSON and HTML reports show."""
+    job = store.job()
+    counters = store.counters()
+    labels = store.labels()
+    items = store.items()
+    failed = store.items(status="failed")
+    class_names = list(config.label_categories)
+    settings = config.automated_labeling
+
+    rounds = []
+    by_round_origin: dict[int, Counter[str]] = defaultdict(Counter)
+    for label in labels.values():
+        by_round_origin[label.round][label.origin] += 1
+    for round_row in store.rounds():
+        stats = {
+            k: v for k, v in round_row.stats.items() if k != "covered_validation_ids"
+        }
+        stats["round"] = round_row.number
+        stats["status"] = round_row.status
+        stats["human_labeled"] = by_round_origin[round_row.number]["human"]
+        stats["machine_labeled"] = by_round_origin[round_row.number]["machine"]
+        rounds.append(stats)
+
+    # Machine labels as a whole: weight each round's validation estimate and
+    # certified bound by the machine labels it wrote.
+    machine_total = counters["MachineLabeled"]
+    weighted_bound = 0.0
+    weighted_error = 0.0
+    weighted_low = 0.0
+    weighted_high = 0.0
+    for stats in rounds:
+        count = stats.get("machine_labeled", 0)
+        if not count or not machine_total:
+            continue
+        weight = count / machine_total
+        n_above = stats.get("validation_above_threshold", 0)
+        errors = stats.get("validation_errors_above_threshold", 0)
+        weighted_bound += weight * (stats.get("certified_error_bound") or 1.0)
+        if n_above:
+            weighted_error += weight * errors / n_above
+            low, high = _interval(errors, n_above)
+            weighted_low += weight * low
+            weighted_high += weight * high
+    machine = {
+        "count": machine_total,
+        "certified_error_bound": weighted_bound if machine_total else None,
+        "estimated_accuracy": 1.0 - weighted_error if machine_total else None,
+        "estimated_accuracy_interval": [1.0 - weighted_high, 1.0 - weighted_low]
+        if machine_total
+        else None,
+    }
+
+    measured = None
+    workforce = config.workforce
+    if isinstance(workforce, SimulatedWorkforce):
+        truth = {}
+        index = {name: i for i, name in enumerate(class_names)}
+        for item in items:
+            value = (item.record or {}).get(workforce.true_label_key)
+            if isinstance(value, str) and value in index:
+                truth[item.id] = index[value]
+        if truth:
+            outcome: dict[str, list[bool]] = {"human": [], "machine": []}
+            for item_id, label in labels.items():
+                if item_id in truth:
+                    outcome[label.origin].append(
+                        int(label.value["class"]) == truth[item_id]
+                    )
+            all_outcomes = outcome["human"] + outcome["machine"]
+            measured = {
+                "machine_accuracy": _mean(outcome["machine"]),
+                "human_accuracy": _mean(outcome["human"]),
+                "labeled_accuracy": _mean(all_outcomes),
+                "items_with_true_label": len(truth),
+            }
+
+    workers = _worker_activity(store, labels)
+    n_items = len(items)
+    human_cost = (
+        counters["HumanLabeled"] * config.workers_per_item * config.human_cost_per_item
+    )
+    all_human_cost = n_items * config.workers_per_item * config.human_cost_per_item
+    last_accuracy = next(
+        (
+            s["validation_accuracy"]
+            for s in reversed(rounds)
+            if s.get("validation_accuracy") is not None
+        ),
+        None,
+    )
+    delta = 1.0 - settings.confidence
+    return {
+        "job_name": config.job_name,
+        "task_type": config.task_type.value,
+        "status": job.status if job else "unknown",
+        "created": isoformat(job.created_at) if job else None,
+        "finished": isoformat(job.finished_at) if job and job.finished_at else None,
+        "class_names": class_names,
+        "dataset": {
+            "input_manifest": str(config.input_manifest),
+            "items": n_items + len(failed),
+            "valid_items": n_items,
+            "failed_items": len(failed),
+        },
+        "counters": counters,
+        "target_accuracy": settings.target_accuracy,
+        "confidence": settings.confidence,
+        "automated_labeling": settings.enabled and n_items >= settings.min_items,
+        "automated_labeling_note": _automated_note(config, n_items),
+        "guarantee": GUARANTEE.format(
+            confidence=settings.confidence,
+            max_error=1 - settings.target_accuracy,
+            delta=delta,
+        ),
+        "machine_labels": machine,
+        "measured": measured,
+        "validation_accuracy": last_accuracy,
+        "rounds": rounds,
+        "workers": workers,
+        "cost": {
+            "human_cost_per_item": config.human_cost_per_item,
+            "workers_per_item": config.workers_per_item,
+            "human_cost": human_cost,
+            "all_human_cost": all_human_cost,
+            "saved_share": 1.0 - human_cost / all_human_cost
+            if all_human_cost
+            else None,
+        },
+        "timing": timing,
+        "failures": [{"line": item.line, "reason": item.error} for item in failed],
+    }
+
+
+def _mean(values: list[bool]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _automated_note(config: JobConfig, n_items: int) -> str | None:
+    settings = config.automated_labeling
+    if not settings.enabled:
+        return "automated labeling is off in the job file; humans labeled every item"
+    if n_items < settings.min_items:
+        return (
+            f"automated labeling needs at least {settings.min_items} valid items and "
+            f"the dataset has {n_items}; the job ran with humans only"
+        )
+    return None
+
+
+def _worker_activity(store: JobStore, labels: dict[int, Any]) -> list[dict[str, Any]]:
+    per_worker: dict[str, dict[str, Any]] = {}
+    for answer in store.answers():
+        entry = per_worker.setdefault(
+            answer.worker_id,
+            {"worker_id": answer.worker_id, "answers": 0, "agree": 0, "seconds": []},
+        )
+        entry["answers"] += 1
+        label = labels.get(answer.item_id)
+        if (
+            label is not None
+            and label.origin == "human"
+            and label.value == answer.value
+        ):
+            entry["agree"] += 1
+        if answer.seconds is not None:
+            entry["seconds"].append(answer.seconds)
+    rows = []
+    for entry in per_worker.values():
+        seconds = sorted(entry.pop("seconds"))
+        entry["agreement"] = (
+            entry.pop("agree") / entry["answers"] if entry["answers"] else None
+        )
+        entry["median_seconds"] = seconds[len(seconds) // 2] if seconds else None
+        rows.append(entry)
+    return sorted(rows, key=lambda row: row["worker_id"])

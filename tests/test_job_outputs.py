@@ -1,0 +1,145 @@
+"""Whole jobs on real data: the output manifest, model, report and worker responses."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+
+from labelloop.config import load_job_config
+from labelloop.demo import prepare_demo
+from labelloop.importers import import_ag_news
+from labelloop.loop import run_job
+
+from jobs_support import require_shared_data, write_job
+
+DATE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}$")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture(scope="module")
+def digits_job(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    """Run the bundled digits demo job once: 1,797 images, automated labeling."""
+    folder = tmp_path_factory.mktemp("digits")
+    job_file = prepare_demo(folder)
+    report = run_job(load_job_config(job_file))
+    return report, job_file
+
+
+def test_digits_job_labels_every_item(digits_job: tuple[dict, Path]) -> None:
+    report, _ = digits_job
+    counters = report["counters"]
+    assert counters["TotalLabeled"] == 1797
+    assert counters["Unlabeled"] == 0
+    assert counters["HumanLabeled"] + counters["MachineLabeled"] == 1797
+    assert counters["MachineLabeled"] > 0
+    assert report["status"] == "completed"
+
+
+def test_digits_machine_labels_meet_target(digits_job: tuple[dict, Path]) -> None:
+    report, _ = digits_job
+    assert report["measured"]["machine_accuracy"] >= 0.95
+    assert report["machine_labels"]["certified_error_bound"] <= 0.05
+    assert report["measured"]["human_accuracy"] == 1.0
+
+
+def test_image_output_manifest_fields(digits_job: tuple[dict, Path]) -> None:
+    report, _ = digits_job
+    input_lines = read_jsonl(Path(report["dataset"]["input_manifest"]))
+    output_lines = read_jsonl(Path(report["outputs"]["manifest"]))
+    assert len(output_lines) == len(input_lines)
+    origins = set()
+    for source, line in zip(input_lines, output_lines, strict=True):
+        for key, value in source.items():
+            assert line[key] == value
+        assert isinstance(line["digit"], int)
+        metadata = line["digit-metadata"]
+        assert set(metadata) == {
+            "class-name",
+            "class-map",
+            "confidence",
+            "type",
+            "job-name",
+            "human-annotated",
+            "creation-date",
+        }
+        assert metadata["class-name"] == str(line["digit"])
+        assert metadata["class-map"][str(line["digit"])] == metadata["class-name"]
+        assert 0.0 <= metadata["confidence"] <= 1.0
+        assert metadata["type"] == "groundtruth/image-classification"
+        assert metadata["job-name"] == "labeling-job/digits-demo"
+        assert metadata["human-annotated"] in ("yes", "no")
+        assert DATE.match(metadata["creation-date"])
+        origins.add(metadata["human-annotated"])
+    assert origins == {"yes", "no"}
+
+
+def test_digits_model_and_card_written(digits_job: tuple[dict, Path]) -> None:
+    report, _ = digits_job
+    saved = joblib.load(report["outputs"]["model"])
+    assert saved["class_names"] == [str(d) for d in range(10)]
+    database = Path(report["outputs"]["manifest"]).parents[2] / "job.db"
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute(
+            "select vector from features where extractor = ? limit 50",
+            (saved["features"],),
+        ).fetchall()
+    features = np.stack([np.frombuffer(row[0], dtype=np.float32) for row in rows])
+    probabilities = saved["model"].predict_proba(features)
+    assert probabilities.shape == (50, 10)
+    assert np.allclose(probabilities.sum(axis=1), 1.0)
+    card = Path(report["outputs"]["model_card"]).read_text(encoding="utf-8")
+    assert "Validation accuracy" in card
+    assert Path(report["outputs"]["report_html"]).stat().st_size > 0
+
+
+def test_digits_worker_responses_written(digits_job: tuple[dict, Path]) -> None:
+    report, _ = digits_job
+    rows = read_jsonl(Path(report["outputs"]["worker_responses"]))
+    assert len(rows) == report["counters"]["HumanLabeled"]
+    assert {row["worker-id"] for row in rows} == {"simulated-1"}
+    assert all(row["class-name"] == str(row["class"]) for row in rows)
+
+
+def test_text_output_manifest_fields(tmp_path: Path) -> None:
+    require_shared_data("ag_news", "test.csv")
+    imported = import_ag_news(tmp_path / "data", limit=60, seed=1)
+    job_file = write_job(
+        tmp_path,
+        job_name="news",
+        task_type="text-classification",
+        label_category_file=str(tmp_path / "data" / "class-labels.json"),
+        input_manifest=str(imported.manifest),
+        workers_per_item=3,
+        workforce={"type": "simulated", "error_rates": [0.0, 0.0, 0.5]},
+        automated_labeling={"enabled": False},
+    )
+    report = run_job(load_job_config(job_file))
+
+    assert report["counters"]["HumanLabeled"] == 60
+    assert report["counters"]["MachineLabeled"] == 0
+    assert "humans labeled every item" in report["automated_labeling_note"]
+    lines = read_jsonl(Path(report["outputs"]["manifest"]))
+    assert len(lines) == 60
+    class_names = imported.class_names
+    for line in lines:
+        assert isinstance(line["source"], str)
+        metadata = line["category-metadata"]
+        assert metadata["type"] == "groundtruth/text-classification"
+        assert metadata["human-annotated"] == "yes"
+        assert metadata["class-name"] == class_names[line["category"]]
+        assert metadata["job-name"] == "labeling-job/news"
+        assert DATE.match(metadata["creation-date"])
+        # Two of three workers always answer the truth, so the majority does.
+        assert metadata["class-name"] == line["true-label"]
+        assert metadata["confidence"] >= 2 / 3 - 1e-9
+    responses = read_jsonl(Path(report["outputs"]["worker_responses"]))
+    assert len(responses) == 180
