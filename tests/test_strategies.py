@@ -35,6 +35,8 @@ def test_registry_names_strategies() -> None:
         "least-confidence",
         "margin",
         "entropy",
+        "margin-sampled",
+        "cluster-margin",
     }
 
 
@@ -44,7 +46,10 @@ def test_unknown_strategy_lists_registered() -> None:
     ) as caught:
         STRATEGIES.create("coreset")
 
-    assert "entropy, least-confidence, margin, random" in str(caught.value)
+    assert (
+        "cluster-margin, entropy, least-confidence, margin, margin-sampled, random"
+        in str(caught.value)
+    )
 
 
 @pytest.mark.parametrize("name", STRATEGIES.names())
@@ -177,3 +182,73 @@ def test_random_covers_pool_uniformly() -> None:
 
     assert counts.min() >= 55
     assert counts.max() <= 125
+
+
+@pytest.mark.parametrize("name", STRATEGIES.names())
+def test_strategy_accepts_features(name: str) -> None:
+    rng = np.random.default_rng(4)
+    probabilities = random_probabilities(60, 3, seed=4)
+    features = rng.normal(size=(60, 5))
+
+    chosen = make_strategy(name).select(
+        probabilities, 10, rng=np.random.default_rng(0), features=features
+    )
+    again = make_strategy(name).select(
+        probabilities, 10, rng=np.random.default_rng(0), features=features
+    )
+
+    assert len(set(chosen.tolist())) == 10
+    assert chosen.tolist() == again.tolist()
+
+
+@pytest.mark.parametrize("name", ["least-confidence", "margin", "entropy"])
+def test_batch_not_one_class(name: str) -> None:
+    # 300 items predicted as class 0 are all more ambiguous than the 30
+    # predicted as classes 1 and 2, which are still uncertain.
+    rng = np.random.default_rng(5)
+    crowded = np.column_stack(
+        [rng.uniform(0.34, 0.36, 300), np.full(300, 0.33), np.full(300, 0.31)]
+    )
+    others = np.vstack(
+        [np.tile([0.2, 0.45, 0.35], (15, 1)), np.tile([0.2, 0.35, 0.45], (15, 1))]
+    )
+    probabilities = np.vstack([crowded, others])
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+
+    chosen = make_strategy(name).select(probabilities, 30, rng=rng)
+    predicted = probabilities[chosen].argmax(axis=1)
+
+    assert np.mean(predicted == 0) <= 0.7
+    assert len(set(chosen.tolist())) == 30
+
+
+def test_cluster_margin_spreads_batch() -> None:
+    rng = np.random.default_rng(6)
+    # Two tight groups of ambiguous items, the first a little more ambiguous;
+    # plain margin takes only the first group, clustering takes both.
+    features = np.vstack(
+        [
+            rng.normal(0.0, 0.1, (10, 2)),
+            rng.normal(10.0, 0.1, (10, 2)),
+            rng.normal(-10.0, 0.1, (80, 2)),
+        ]
+    )
+    probabilities = np.vstack(
+        [
+            np.tile([0.50, 0.50], (10, 1)),
+            np.tile([0.52, 0.48], (10, 1)),
+            np.tile([0.95, 0.05], (80, 1)),
+        ]
+    )
+
+    chosen = make_strategy("cluster-margin").select(
+        probabilities, 4, rng=np.random.default_rng(0), features=features
+    )
+    by_margin = make_strategy("margin").select(
+        probabilities, 4, rng=np.random.default_rng(0)
+    )
+
+    assert all(position < 10 for position in by_margin)
+    assert any(position < 10 for position in chosen)
+    assert any(10 <= position < 20 for position in chosen)
+    assert all(position < 20 for position in chosen)

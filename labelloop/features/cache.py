@@ -24,18 +24,22 @@ logger = logging.getLogger(__name__)
 #: job computes each vector in the same batch as an uninterrupted one.
 CHUNK_SIZE = 256
 
-#: Named presets accepted in the job file's ``features`` field.
+#: Named presets accepted in the job file's ``features`` field. On 1,500 MNIST
+#: digits with logistic regression, stage-4 activations pooled over a 2 x 2 grid
+#: at 64 px reached 0.962 accuracy from 200 labels, against 0.906 for pooled
+#: mid-level layers at 96 px, 0.823 for the final layer at 160 px and 0.81 for
+#: raw pixels. On CIFAR-10 the final layer at 160 px with a mirrored copy was
+#: best: 0.665 from 200 labels, against 0.49 to 0.51 for mid-level layers.
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "text-minilm": ("text-minilm", {}),
-    "image-mid": ("image-efficientnet-lite0", {"layers": "mid", "image_size": 96}),
+    "image-mid": (
+        "image-efficientnet-lite0",
+        {"layers": "mid", "image_size": 64, "grid": 2},
+    ),
     "image-final": ("image-efficientnet-lite0", {"layers": "final", "image_size": 160}),
     "image-final-flip": (
         "image-efficientnet-lite0",
         {"layers": "final", "image_size": 160, "flip": True},
-    ),
-    "image-mid+final": (
-        "image-efficientnet-lite0",
-        {"layers": "mid+final", "image_size": 96},
     ),
 }
 
@@ -47,10 +51,9 @@ AUTO_SAMPLE = 16
 def choose_image_preset(paths: list[str]) -> str:
     """Choose image features from a sample of the job's images.
 
-    Grayscale images (digits, scans, drawings) get pooled mid-level features,
-    which on MNIST beat the final layer by 5 to 9 points of accuracy at 200
-    and 700 training labels; color photographs get the final layer with a
-    mirrored copy, which on CIFAR-10 beat mid-level features by 10 to 15 points.
+    Grayscale images (digits, scans, drawings) get mid-level features pooled
+    over a grid and color photographs get the final layer with a mirrored
+    copy: each won by 10 points or more on its kind of image (see ``PRESETS``).
     Images that fail to decode are skipped here and fail later, alone.
     """
     from labelloop.errors import LabelloopError

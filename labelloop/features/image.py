@@ -32,7 +32,7 @@ HEAD_WIDTH = 1280
 
 #: Named layer sets; ``mid`` suits digits and other simple shapes.
 LAYER_SETS = {
-    "mid": ("stage4", "stage5"),
+    "mid": ("stage4",),
     "final": (HEAD,),
     "mid+final": ("stage5", HEAD),
 }
@@ -70,6 +70,9 @@ class EfficientNetLite0Features:
         Side of the square the image is resized to.
     flip : bool, default=False
         Average the features of the image and its mirror image.
+    grid : int, default=1
+        Pool each layer over a ``grid`` x ``grid`` grid of cells instead of the
+        whole image, which keeps coarse layout (where a stroke is).
     batch_size : int, default=64
         Images per forward pass.
     """
@@ -80,6 +83,7 @@ class EfficientNetLite0Features:
         layers: str = "mid",
         image_size: int = 224,
         flip: bool = False,
+        grid: int = 1,
         batch_size: int = 64,
     ) -> None:
         if layers not in LAYER_SETS:
@@ -88,15 +92,17 @@ class EfficientNetLite0Features:
         self.layers = layers
         self.image_size = image_size
         self.flip = flip
+        self.grid = grid
         self.batch_size = batch_size
-        suffix = "-flip" if flip else ""
+        suffix = ("-flip" if flip else "") + (f"-grid{grid}" if grid > 1 else "")
         self.name = f"image-efficientnet-lite0-{layers}-{image_size}{suffix}"
 
     @property
     def dimension(self) -> int:
         widths = {name: width for name, (_, width) in STAGE_BLOCKS.items()}
         widths[HEAD] = HEAD_WIDTH
-        return sum(widths[layer] for layer in LAYER_SETS[self.layers])
+        cells = self.grid * self.grid
+        return cells * sum(widths[layer] for layer in LAYER_SETS[self.layers])
 
     def _load(self, item: ItemInput) -> np.ndarray:
         from PIL import Image
@@ -108,6 +114,14 @@ class EfficientNetLite0Features:
             (self.image_size, self.image_size), Image.Resampling.BILINEAR
         )
         return np.asarray(image, dtype=np.float32) / 255.0
+
+    def _pool(self, activations: Any) -> Any:
+        import torch.nn.functional as functional
+
+        if self.grid == 1:
+            return activations.mean(dim=(2, 3))
+        cells = functional.adaptive_avg_pool2d(activations, self.grid)
+        return cells.flatten(1)
 
     def _forward(self, batch: np.ndarray) -> np.ndarray:
         import torch
@@ -129,10 +143,10 @@ class EfficientNetLite0Features:
                 x = block(x, drop_connect_rate=None)
                 name = block_at.get(index)
                 if name in wanted:
-                    pooled[name] = x.mean(dim=(2, 3))
+                    pooled[name] = self._pool(x)
             if HEAD in wanted:
                 x = model._swish(model._bn1(model._conv_head(x)))
-                pooled[HEAD] = x.mean(dim=(2, 3))
+                pooled[HEAD] = self._pool(x)
         return torch.cat([pooled[name] for name in wanted], dim=1).numpy()
 
     def transform(
