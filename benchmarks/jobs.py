@@ -13,10 +13,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import sqlite3
 import subprocess
 import sys
@@ -30,6 +28,9 @@ import yaml
 from labelloop.config import load_job_config
 from labelloop.importers import import_dataset
 from labelloop.job import open_job
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import provenance, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 WORK = ROOT / ".work"
@@ -47,6 +48,7 @@ DATASETS: dict[str, tuple[str, dict[str, Any]]] = {
 @dataclass
 class JobRun:
     dataset: str
+    method: str
     seed: int
     items: int
     human: int
@@ -63,42 +65,54 @@ class JobRun:
     rounds: int
 
 
-def machine_description() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{model}, {os.cpu_count()} cores, {memory:.0f} GiB, {platform.system()} {platform.machine()}"
+#: Labeling methods compared. ``ground-truth`` follows Ground Truth's documented
+#: procedure: empirical threshold, 10% validation sample, human batches of 1,000.
+#: ``tbal`` uses TBAL's class-wise rule and margin sampling among ambiguous items.
+METHODS: dict[str, dict[str, Any]] = {
+    "certified": {},
+    "ground-truth": {
+        "automated_labeling": {"threshold_method": "empirical"},
+        "human_batch_size": 1000,
+        "validation_share": 0.10,
+    },
+    "tbal": {
+        "automated_labeling": {"threshold_method": "tbal"},
+        "query_strategy": "margin-sampled",
+    },
+}
 
 
-def prepare(dataset: str, seed: int, *, limit: int | None, target: float) -> Path:
-    """Import the dataset once and write the job file of one seed."""
+def prepare(
+    dataset: str, seed: int, *, method: str, limit: int | None, target: float
+) -> Path:
+    """Import the dataset once and write the job file of one run."""
     task_type, options = DATASETS[dataset]
     data = WORK / dataset / ("data" if limit is None else f"data-{limit}")
     if not (data / "manifest.jsonl").exists():
         import_dataset(dataset, data, limit=limit, seed=0, **options)
-    folder = (
-        WORK / dataset / f"seed-{seed}"
-        if limit is None
-        else WORK / dataset / f"seed-{seed}-{limit}"
-    )
+    n_items = sum(1 for _ in (data / "manifest.jsonl").open(encoding="utf-8"))
+    suffix = "" if limit is None else f"-{limit}"
+    folder = WORK / dataset / f"{method}-seed-{seed}{suffix}"
     folder.mkdir(parents=True, exist_ok=True)
-    job = {
-        "job_name": f"{dataset.replace('_', '-')}-seed-{seed}",
+
+    settings = METHODS[method]
+    automated = {"target_accuracy": target, **settings.get("automated_labeling", {})}
+    if "validation_share" in settings:
+        automated["validation_size"] = round(settings["validation_share"] * n_items)
+    job: dict[str, Any] = {
+        "job_name": f"{dataset.replace('_', '-')}-{method}-seed-{seed}",
         "task_type": task_type,
         "label_attribute_name": "label",
         "label_category_file": str(data / "class-labels.json"),
         "input_manifest": str(data / "manifest.jsonl"),
         "output_path": str(folder / "out"),
         "workforce": {"type": "simulated", "error_rates": [0.0]},
-        "automated_labeling": {"target_accuracy": target},
+        "automated_labeling": automated,
         "seed": seed,
     }
+    for key in ("human_batch_size", "query_strategy"):
+        if key in settings:
+            job[key] = settings[key]
     job_file = folder / "job.yaml"
     job_file.write_text(yaml.safe_dump(job, sort_keys=False), encoding="utf-8")
     return job_file
@@ -118,7 +132,7 @@ def copy_features(source_db: Path, job_file: Path) -> None:
         connection.commit()
 
 
-def run_one(job_file: Path, dataset: str, seed: int) -> JobRun:
+def run_one(job_file: Path, dataset: str, method: str, seed: int) -> JobRun:
     """Run ``labelloop run`` in a child process; measure its time and peak memory."""
     started = time.perf_counter()
     log = job_file.parent / "run.log"
@@ -140,6 +154,7 @@ def run_one(job_file: Path, dataset: str, seed: int) -> JobRun:
     timing = report.get("timing") or {}
     return JobRun(
         dataset=dataset,
+        method=method,
         seed=seed,
         items=report["dataset"]["items"],
         human=counters["HumanLabeled"],
@@ -164,21 +179,54 @@ def _percent(value: float | None) -> str:
 
 
 def table(runs: list[JobRun]) -> str:
+    """Return one row per run."""
     header = (
-        "| dataset | seed | items | human labels | machine labels | machine-label accuracy "
-        "| certified error bound | all labels accuracy | rounds | wall time | features "
-        "| training | peak memory |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| dataset | method | seed | items | human labels | machine labels "
+        "| machine-label accuracy | certified error bound | all labels accuracy "
+        "| rounds | wall time | features | training | peak memory |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     rows = []
     for run in runs:
         rows.append(
-            f"| {run.dataset} | {run.seed} | {run.items:,} | {run.human:,} "
-            f"({run.human / run.items:.1%}) | {run.machine:,} ({run.machine / run.items:.1%}) "
+            f"| {run.dataset} | {run.method} | {run.seed} | {run.items:,} "
+            f"| {run.human:,} ({run.human / run.items:.1%}) "
+            f"| {run.machine:,} ({run.machine / run.items:.1%}) "
             f"| {_percent(run.machine_accuracy)} | {_percent(run.certified_bound)} "
-            f"| {_percent(run.labeled_accuracy)} | {run.rounds} | {run.wall_seconds:.0f} s "
-            f"| {run.feature_seconds:.0f} s | {run.training_seconds:.0f} s "
-            f"| {run.peak_rss_mib:,.0f} MiB |"
+            f"| {_percent(run.labeled_accuracy)} | {run.rounds} "
+            f"| {run.wall_seconds:.0f} s | {run.feature_seconds:.0f} s "
+            f"| {run.training_seconds:.0f} s | {run.peak_rss_mib:,.0f} MiB |"
+        )
+    return header + "\n".join(rows) + "\n"
+
+
+def summary(runs: list[JobRun], *, target: float) -> str:
+    """Return one row per dataset and method, over its seeds."""
+    header = (
+        "| dataset | method | seeds | human labels (mean share) "
+        "| machine-labeled (mean share) | machine-label error: mean "
+        "| worst seed | seeds above target | mean wall time |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
+    )
+    groups: dict[tuple[str, str], list[JobRun]] = {}
+    for run in runs:
+        groups.setdefault((run.dataset, run.method), []).append(run)
+    rows = []
+    for (dataset, method), group in groups.items():
+        errors = [
+            1 - run.machine_accuracy
+            for run in group
+            if run.machine_accuracy is not None
+        ]
+        above = sum(1 for error in errors if error > 1 - target)
+        human = sum(run.human / run.items for run in group) / len(group)
+        machine = sum(run.machine / run.items for run in group) / len(group)
+        wall = sum(run.wall_seconds for run in group) / len(group)
+        mean_error = f"{100 * sum(errors) / len(errors):.2f}%" if errors else "n/a"
+        worst = f"{100 * max(errors):.2f}%" if errors else "n/a"
+        rows.append(
+            f"| {dataset} | {method} | {len(group)} | {human:.1%} | {machine:.1%} "
+            f"| {mean_error} | {worst} | {above} of {len(errors)} | {wall:.0f} s |"
         )
     return header + "\n".join(rows) + "\n"
 
@@ -190,6 +238,13 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         default=["mnist", "cifar10", "ag_news"],
         choices=sorted(DATASETS),
+    )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=["certified"],
+        choices=list(METHODS),
+        help="Labeling methods to compare on the same data and seeds.",
     )
     parser.add_argument(
         "--seeds", type=int, default=1, help="Seeds per dataset (0, 1, ...)."
@@ -206,37 +261,58 @@ def main(argv: list[str] | None = None) -> int:
         default=ROOT / "results" / "jobs.json",
         help="JSON file of the results.",
     )
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="Write the tables into docs/benchmarks.md.",
+    )
     args = parser.parse_args(argv)
 
     runs: list[JobRun] = []
     for dataset in args.datasets:
         first_db: Path | None = None
-        for seed in range(args.seeds):
-            job_file = prepare(dataset, seed, limit=args.limit, target=args.target)
-            config = load_job_config(job_file)
-            if (config.output_path / "job.db").exists():
-                raise SystemExit(
-                    f"{config.output_path} holds an earlier run; delete it to rerun"
+        for method in args.methods:
+            for seed in range(args.seeds):
+                job_file = prepare(
+                    dataset, seed, method=method, limit=args.limit, target=args.target
                 )
-            if first_db is not None:
-                copy_features(first_db, job_file)
-            run = run_one(job_file, dataset, seed)
-            runs.append(run)
-            print(table([run]).splitlines()[-1], flush=True)
-            if first_db is None:
-                first_db = config.output_path / "job.db"
+                config = load_job_config(job_file)
+                if (config.output_path / "job.db").exists():
+                    raise SystemExit(
+                        f"{config.output_path} holds an earlier run; delete it to rerun"
+                    )
+                if first_db is not None:
+                    copy_features(first_db, job_file)
+                run = run_one(job_file, dataset, method, seed)
+                runs.append(run)
+                print(table([run]).splitlines()[-1], flush=True)
+                if first_db is None:
+                    first_db = config.output_path / "job.db"
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps([vars(run) for run in runs], indent=2))
     command = "python benchmarks/jobs.py " + " ".join(
         argv if argv is not None else sys.argv[1:]
     )
-    print()
-    print(f"Command: `{command}`  ")
-    print(f"Machine: {machine_description()}  ")
-    print(f"Date: {datetime.date.today().isoformat()}")
-    print()
-    print(table(runs))
+    body = (
+        provenance(command)
+        + "\n"
+        + "Complete jobs through `labelloop run`, with a simulated workforce "
+        + "answering from the true labels (one worker, no errors) and automated "
+        + f"labeling at target accuracy {args.target}. Machine-label accuracy is "
+        + "measured against the true labels; the certified error bound is the "
+        + "job's own bound, at 95% confidence. Wall time includes feature "
+        + "extraction, except for runs after the first on a dataset, which reuse "
+        + "its features. `ground-truth` is Ground Truth's documented procedure "
+        + "(empirical threshold, 10% validation, human batches of 1,000) and "
+        + "`tbal` TBAL's rule; both run through the same loop and models.\n\n"
+        + summary(runs, target=args.target)
+        + "\n"
+        + table(runs)
+    )
+    print(body)
+    if args.record:
+        write_section("jobs", "Complete labeling jobs", body)
     return 0
 
 

@@ -50,12 +50,31 @@ def min_items_to_certify(max_error: float, delta: float) -> int:
     return math.ceil(math.log(delta) / math.log(1.0 - max_error))
 
 
+def items_to_certify_at(max_error: float, delta: float, *, error_rate: float) -> int:
+    """Return the fewest items whose bound reaches ``max_error`` at an error rate.
+
+    With ``n`` items of which ``round(n * error_rate)`` are wrong, the
+    Clopper-Pearson bound falls as ``n`` grows; this is the first ``n`` where
+    it is at most ``max_error``. At a 5% target, 95% confidence and half the
+    allowed error rate, about 250 items.
+    """
+    if not 0 <= error_rate < max_error:
+        raise ValueError(
+            f"error_rate must be in [0, max_error), got {error_rate} with "
+            f"max_error {max_error}"
+        )
+    n = min_items_to_certify(max_error, delta)
+    while clopper_pearson_upper(round(n * error_rate), n, delta) > max_error:
+        n += 1
+    return n
+
+
 def round_delta(delta: float, round_number: int) -> float:
     """Return the share of the error budget ``delta`` spent in a round.
 
-    Round ``r`` gets ``delta * 6 / (pi^2 r^2)``; the shares sum to ``delta``
-    over any number of rounds, so by the union bound every round's threshold
-    holds at once with probability at least ``1 - delta``.
+    Round ``r`` gets ``delta * 6 / (pi^2 r^2)``. The shares sum to ``delta``
+    over any number of rounds, so by the union bound the thresholds of all
+    rounds are valid at once with probability at least ``1 - delta``.
     """
     return delta * 6.0 / (math.pi**2 * round_number**2)
 
@@ -262,8 +281,8 @@ def plan_thresholds(
     Class-wise thresholds split ``delta`` across classes, so each class's
     machine labels, and hence all of them, meet ``max_error``. In ``auto`` mode
     class-wise thresholds are tried only when every class has at least three
-    times the items needed to certify among the validation predictions (a
-    choice made without labels); then each option gets half of ``delta`` and
+    times the items needed to certify among the validation predictions, a
+    choice made without labels. Then each option gets half of ``delta``, and
     the one covering more of the pool wins, again a choice without labels.
     Otherwise the global threshold gets all of ``delta``.
     """

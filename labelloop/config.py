@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from labelloop.errors import ConfigError
 
@@ -67,6 +75,7 @@ class AutomatedLabeling(_Frozen):
     target_accuracy: float = Field(default=0.95, gt=0.5, lt=1.0)
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
     threshold_mode: Literal["global", "class-wise", "auto"] = "auto"
+    threshold_method: Literal["certified", "empirical", "tbal"] = "certified"
     validation_size: int | None = Field(default=None, ge=20)
     cross_fit_folds: int = Field(default=5, ge=2, le=20)
     min_items: int = Field(default=MIN_ITEMS_FOR_AUTOMATED_LABELING, ge=1)
@@ -102,6 +111,39 @@ class WebWorkforce(_Frozen):
     poll_seconds: float = Field(default=2.0, gt=0)
 
 
+class WorkerQualitySettings(_Frozen):
+    """Gold items, worker exclusion and adaptive redundancy.
+
+    Items whose manifest line has ``gold_label_key`` are gold: their value is
+    the known class name (or index). Each worker answers up to
+    ``gold_per_worker`` of them, a third of that number in each of the first
+    three rounds. A worker whose estimated accuracy falls below
+    ``min_worker_accuracy`` after ``min_answers_before_exclusion`` answers is
+    excluded. With ``adaptive_redundancy``, each item first gets ``min_answers``
+    answers and goes to one more worker at a time, up to ``max_answers``
+    (default ``workers_per_item``), while its answers disagree or its top
+    posterior probability is below ``confidence``.
+    """
+
+    gold_label_key: str | None = Field(default=None, min_length=1)
+    gold_per_worker: int = Field(default=10, ge=0)
+    min_worker_accuracy: float | None = Field(default=None, gt=0, lt=1)
+    min_answers_before_exclusion: int = Field(default=20, ge=1)
+    adaptive_redundancy: bool = False
+    min_answers: int = Field(default=2, ge=1, le=9)
+    max_answers: int | None = Field(default=None, ge=1, le=9)
+    confidence: float = Field(default=0.9, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _check_answer_range(self) -> WorkerQualitySettings:
+        if self.max_answers is not None and self.max_answers < self.min_answers:
+            raise ValueError(
+                f"max_answers is {self.max_answers} but min_answers is "
+                f"{self.min_answers}; set max_answers >= min_answers"
+            )
+        return self
+
+
 class JobConfig(_Frozen):
     """A labeling job, as read from its YAML file.
 
@@ -120,6 +162,7 @@ class JobConfig(_Frozen):
     )
     workers_per_item: int = Field(default=1, ge=1, le=9)
     consolidation: str = "majority-vote"
+    worker_quality: WorkerQualitySettings = Field(default_factory=WorkerQualitySettings)
     task_time_limit_seconds: int = Field(default=300, ge=30, le=28800)
     task_availability_lifetime_seconds: int = Field(default=864000, ge=60)
     stopping_conditions: StoppingConditions = Field(default_factory=StoppingConditions)
@@ -176,6 +219,41 @@ class JobConfig(_Frozen):
             seen.add(label)
         return labels
 
+    @field_validator("worker_quality")
+    @classmethod
+    def _check_redundancy(
+        cls, settings: WorkerQualitySettings, info: ValidationInfo
+    ) -> WorkerQualitySettings:
+        workers_per_item = info.data.get("workers_per_item")
+        if (
+            settings.adaptive_redundancy
+            and settings.max_answers is None
+            and workers_per_item is not None
+            and settings.min_answers > workers_per_item
+        ):
+            raise ValueError(
+                f"min_answers is {settings.min_answers} but max_answers defaults "
+                f"to workers_per_item={workers_per_item}; set max_answers >= "
+                "min_answers or raise workers_per_item"
+            )
+        return settings
+
+    @property
+    def max_answers_per_item(self) -> int:
+        """Most answers an item may get: ``max_answers`` under adaptive redundancy."""
+        settings = self.worker_quality
+        if settings.adaptive_redundancy and settings.max_answers is not None:
+            return settings.max_answers
+        return self.workers_per_item
+
+    @property
+    def initial_answers_per_item(self) -> int:
+        """Answers every new task asks for before the loop asks for more."""
+        settings = self.worker_quality
+        if settings.adaptive_redundancy:
+            return settings.min_answers
+        return self.workers_per_item
+
     @property
     def database(self) -> str:
         """SQLAlchemy URL of the job's database (SQLite in the output folder)."""
@@ -217,6 +295,7 @@ _MODELS_AT: dict[tuple[str, ...], type[BaseModel]] = {
     (): JobConfig,
     ("stopping_conditions",): StoppingConditions,
     ("automated_labeling",): AutomatedLabeling,
+    ("worker_quality",): WorkerQualitySettings,
     ("workforce", "simulated"): SimulatedWorkforce,
     ("workforce", "web"): WebWorkforce,
 }

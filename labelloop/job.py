@@ -30,7 +30,7 @@ def open_job(config: JobConfig) -> JobStore:
     if job is not None:
         if job.name != config.job_name or job.task_type != config.task_type.value:
             raise ConfigError(
-                f"the database {config.database} holds job {job.name!r} "
+                f"the database {config.database} contains job {job.name!r} "
                 f"({job.task_type}), not {config.job_name!r} "
                 f"({config.task_type.value}); choose another output_path or "
                 "database_url"

@@ -23,13 +23,19 @@ from typing import Any
 
 import numpy as np
 
-from labelloop.certify import ThresholdPlan, plan_thresholds, round_delta
+from labelloop.certify import (
+    ThresholdPlan,
+    items_to_certify_at,
+    plan_thresholds,
+    round_delta,
+)
 from labelloop.config import JobConfig
-from labelloop.consolidation import Answer as VoteAnswer
 from labelloop.consolidation import get_consolidator
 from labelloop.features.base import ProgressCallback
 from labelloop.features.cache import ensure_features, make_extractor
 from labelloop.models import make_model
+from labelloop.quality import WorkerQualityTracker
+from labelloop.reference_thresholds import reference_plan
 from labelloop.store import JobStore
 from labelloop.strategies import STRATEGIES
 from labelloop.workforce import make_workforce
@@ -51,9 +57,44 @@ class RoundTimer:
         self.seconds[kind] = self.seconds.get(kind, 0.0) + time.perf_counter() - started
 
 
-def default_validation_size(n_items: int) -> int:
-    """Return the size of the first random sample: 3% of the items, 200 to 1,000."""
-    return int(min(1000, max(200, round(0.03 * n_items))))
+#: Share of the dataset the first round assumes the model can machine-label,
+#: when it sizes the validation sample.
+EXPECTED_COVERAGE = 0.75
+
+#: The first validation sample takes at most this share of the dataset.
+MAX_VALIDATION_SHARE = 0.15
+
+
+def default_validation_size(
+    n_items: int, *, max_error: float, confidence: float
+) -> tuple[int, str]:
+    """Size the first random sample from the certification arithmetic.
+
+    A threshold covering ``EXPECTED_COVERAGE`` of the items certifies when the
+    validation items above it, with half the allowed error rate among them,
+    are enough for the round-1 bound to reach ``max_error`` (see
+    ``items_to_certify_at``). The sample is that count divided by the
+    coverage, capped at ``MAX_VALIDATION_SHARE`` of the dataset.
+
+    Returns
+    -------
+    size : int
+    reason : str
+        The arithmetic, for the job's report.
+    """
+    delta = round_delta(1.0 - confidence, 1)
+    needed = items_to_certify_at(max_error, delta, error_rate=max_error / 2)
+    size = math.ceil(needed / EXPECTED_COVERAGE)
+    cap = math.floor(MAX_VALIDATION_SHARE * n_items)
+    reason = (
+        f"{needed} validation items above a threshold certify {max_error:.1%} "
+        f"error at {1 - delta:.2%} confidence when {max_error / 2:.1%} of them "
+        f"are wrong; expecting {EXPECTED_COVERAGE:.0%} coverage gives {size}"
+    )
+    if size > cap:
+        reason += f", capped at {MAX_VALIDATION_SHARE:.0%} of {n_items} items"
+        size = cap
+    return size, reason
 
 
 def default_batch_size(n_items: int, n_human: int) -> int:
@@ -103,6 +144,9 @@ class LabelingLoop:
         self.extractor = make_extractor(config, store)
         self.workforce = make_workforce(config, self.class_names)
         self.consolidator = get_consolidator(config.consolidation)
+        self.quality = WorkerQualityTracker(
+            config, store, consolidator=self.consolidator
+        )
         self.strategy = STRATEGIES.create(config.query_strategy)
         self.timer = RoundTimer()
         self._features: tuple[list[int], np.ndarray] | None = None
@@ -162,14 +206,23 @@ class LabelingLoop:
         n_human = sum(1 for label in labels.values() if label.origin == "human")
         rng = self._rng(number, 1)
         if number == 1 and self.automated:
-            size = (
-                self.config.automated_labeling.validation_size
-                or default_validation_size(n_items)
-            )
+            settings = self.config.automated_labeling
+            if settings.validation_size is not None:
+                size = settings.validation_size
+                sizing = "validation_size from the job file"
+            else:
+                size, sizing = default_validation_size(
+                    n_items,
+                    max_error=1.0 - settings.target_accuracy,
+                    confidence=settings.confidence,
+                )
             size = min(size, budget, len(open_for_humans))
             validation = rng.choice(open_for_humans, size=size, replace=False)
             query: np.ndarray = np.array([], dtype=int)
-            reason = "first round: a uniform random sample becomes the validation set"
+            reason = (
+                f"first round: a uniform random sample of {size} becomes the "
+                f"validation set ({sizing})"
+            )
         else:
             size = self.config.human_batch_size or default_batch_size(n_items, n_human)
             size = min(size, budget, len(open_for_humans))
@@ -256,32 +309,54 @@ class LabelingLoop:
         )
         probabilities = model.predict_proba(matrix[[row[int(c)] for c in candidates]])
         self.timer.add("training", started)
-        chosen = self.strategy.select(probabilities, n, rng=rng)
+        features = matrix[[row[int(c)] for c in candidates]]
+        chosen = self.strategy.select(probabilities, n, rng=rng, features=features)
         return candidates[chosen]
 
     def collect(self, number: int) -> None:
-        """Have the round's tasks answered, then consolidate the answers."""
-        started = time.perf_counter()
-        expired = self.workforce.collect(self.store, number)
-        self.timer.add("workforce", started)
+        """Have the round's tasks answered, then consolidate all answers so far.
 
-        tasks = self.store.tasks(round_number=number)
-        valid = {item.id for item in self.store.items()}
-        item_ids = [task.item_id for task in tasks if task.item_id in valid]
-        answers = [
-            VoteAnswer(
-                item_id=a.item_id, worker_id=a.worker_id, label=int(a.value["class"])
+        The consolidation covers every answer of the job, so that each worker's
+        estimate uses all of their answers; it may exclude workers. Items that
+        need more answers (adaptive redundancy, or answers from excluded
+        workers) go back to the workforce until none does. Only the round's
+        items get labels: a label once written is final.
+        """
+        started = time.perf_counter()
+        expired = set(self.workforce.collect(self.store, number))
+        self.timer.add("workforce", started)
+        result = self.quality.update(number)
+
+        attempt = 0
+        while True:
+            required = self.quality.more_answers(number, result, expired=expired)
+            if not required:
+                break
+            attempt += 1
+            before = self.store.count_answers()
+            self.store.set_required_answers(required)
+            logger.info(
+                "round %s: %s items go back to the workforce for more answers",
+                number,
+                len(required),
             )
-            for a in self.store.answers(item_ids)
-        ]
-        result = self.consolidator.consolidate(
-            answers, n_classes=self.n_classes, rng=self._rng(number, 2)
+            started = time.perf_counter()
+            expired |= set(self.workforce.collect(self.store, number))
+            self.timer.add("workforce", started)
+            if self.store.count_answers() == before:
+                logger.warning(
+                    "round %s: the workforce gave no more answers for %s items; "
+                    "they are labeled from the answers they have",
+                    number,
+                    len(required),
+                )
+                break
+            result = self.quality.update(number, attempt=attempt)
+
+        human_labels = self.quality.human_labels(number, result)
+        self.store.write_human_labels(
+            number, human_labels, expired_task_ids=sorted(expired)
         )
-        human_labels = [
-            (item_id, {"class": int(label.label)}, float(label.confidence))
-            for item_id, label in sorted(result.labels.items())
-        ]
-        self.store.write_human_labels(number, human_labels, expired_task_ids=expired)
         logger.info(
             "round %s: %s human labels, %s tasks expired",
             number,
@@ -309,6 +384,7 @@ class LabelingLoop:
 
         stats: dict[str, Any] = {
             "round": number,
+            "model_version": number,
             "human_labels_total": len(human),
             "validation_items": int(len(validation_ids)),
             "query_items": int(len(query_ids)),
@@ -334,6 +410,8 @@ class LabelingLoop:
         val_proba = np.zeros((len(validation_ids), self.n_classes))
         pool_proba = np.zeros((len(pool_ids), self.n_classes))
         for fold in range(n_folds):
+            if self.progress:
+                self.progress(f"round {number}: training", fold, n_folds)
             train_ids = np.concatenate([query_ids, validation_ids[val_folds != fold]])
             if len(train_ids) == 0:
                 continue
@@ -357,6 +435,8 @@ class LabelingLoop:
                     matrix[[row[i] for i in pool_ids[in_pool]]]
                 )
         self.timer.add("training", started)
+        if self.progress:
+            self.progress(f"round {number}: training", n_folds, n_folds)
 
         val_true = np.array([y_of[i] for i in validation_ids], dtype=int)
         val_pred = val_proba.argmax(axis=1)
@@ -380,17 +460,28 @@ class LabelingLoop:
         delta = round_delta(1.0 - settings.confidence, number)
         pool_pred = pool_proba.argmax(axis=1)
         pool_conf = pool_proba.max(axis=1)
-        plan: ThresholdPlan = plan_thresholds(
-            val_predicted=val_pred[eligible],
-            val_confidences=val_conf[eligible],
-            val_correct=val_correct[eligible],
-            pool_predicted=pool_pred,
-            pool_confidences=pool_conf,
-            n_classes=self.n_classes,
-            max_error=1.0 - settings.target_accuracy,
-            delta=delta,
-            mode=settings.threshold_mode,
-        )
+        plan: ThresholdPlan
+        if settings.threshold_method == "certified":
+            plan = plan_thresholds(
+                val_predicted=val_pred[eligible],
+                val_confidences=val_conf[eligible],
+                val_correct=val_correct[eligible],
+                pool_predicted=pool_pred,
+                pool_confidences=pool_conf,
+                n_classes=self.n_classes,
+                max_error=1.0 - settings.target_accuracy,
+                delta=delta,
+                mode=settings.threshold_mode,
+            )
+        else:
+            plan = reference_plan(
+                settings.threshold_method,
+                val_predicted=val_pred[eligible],
+                val_confidences=val_conf[eligible],
+                val_correct=val_correct[eligible],
+                n_classes=self.n_classes,
+                max_error=1.0 - settings.target_accuracy,
+            )
         covered_pool = plan.covers(pool_pred, pool_conf)
         covered_val = plan.covers(val_pred, val_conf) & eligible
         machine_labels = [
@@ -409,7 +500,12 @@ class LabelingLoop:
                     t if math.isfinite(t) else None for t in plan.thresholds
                 ],
                 "threshold": _summary_threshold(plan),
-                "certified_error_bound": _plan_bound(plan),
+                "threshold_method": settings.threshold_method,
+                "certified_error_bound": (
+                    _plan_bound(plan)
+                    if settings.threshold_method == "certified"
+                    else None
+                ),
                 "validation_above_threshold": n_above,
                 "validation_errors_above_threshold": errors_above,
                 "estimated_machine_accuracy": (1.0 - errors_above / n_above)
@@ -471,6 +567,7 @@ class LabelingLoop:
                 settings.min_items,
                 n_items,
             )
+        self.quality.prepare_gold()
         while True:
             rounds = self.store.rounds()
             current = rounds[-1] if rounds else None

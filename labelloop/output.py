@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class OutputPaths:
-    """Where a job's outputs were written."""
+    """Paths of a job's written outputs."""
 
     manifest: Path
     worker_responses: Path

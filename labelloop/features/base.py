@@ -19,7 +19,7 @@ ProgressCallback = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class ItemInput:
-    """What an extractor reads of an item: a file path or an inline text."""
+    """The part of an item that an extractor reads: a file path or an inline text."""
 
     item_id: int
     source_path: str | None

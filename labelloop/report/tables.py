@@ -135,6 +135,9 @@ def workers_html(report: dict[str, Any]) -> str:
         ("n_answers", "Answers (consolidation)", "num"),
         ("agreement", "Agreement with the label", "num"),
         ("estimated_accuracy", "Estimated accuracy", "num"),
+        ("gold_answers", "Gold answers", "num"),
+        ("gold_accuracy", "Gold accuracy", "num"),
+        ("excluded", "Excluded", ""),
         ("median_seconds", "Median seconds", "num"),
     ]
     known = {key for key, _, _ in columns} | {"confusion"}
@@ -147,8 +150,10 @@ def workers_html(report: dict[str, Any]) -> str:
         cells = []
         for key, _, _ in present:
             value = worker.get(key)
-            if key in ("agreement", "estimated_accuracy"):
+            if key in ("agreement", "estimated_accuracy", "gold_accuracy"):
                 cells.append(fmt.percent(value))
+            elif key == "excluded":
+                cells.append("yes" if value else "no")
             elif key == "median_seconds":
                 cells.append(fmt.decimal(value, 1))
             elif isinstance(value, int | float) and not isinstance(value, bool):

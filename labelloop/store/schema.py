@@ -22,6 +22,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+#: ``Task.purpose`` of a gold item's task, which every worker may answer once.
+GOLD_PURPOSE = "gold"
+#: ``Task.round`` of gold tasks: no round owns them, so closing a round leaves
+#: them open.
+GOLD_TASK_ROUND = 0
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -87,8 +93,12 @@ class Task(Base):
     """An item sent to the workforce in a round.
 
     ``purpose`` is ``validation`` (a uniform random sample, used to certify
-    thresholds and to train) or ``query`` (chosen by the query strategy, used to
-    train only). ``status`` is ``open``, ``complete`` or ``expired``.
+    thresholds and to train), ``query`` (chosen by the query strategy, used to
+    train only) or ``gold`` (an item of known class that checks the workers). A
+    gold task belongs to no round: it has ``round`` 0 and stays open until the
+    job completes. ``status`` is ``open``, ``complete`` or ``expired``.
+    ``required_answers`` is the number of answers the task waits for, and None
+    means the job's initial number per item.
     """
 
     __tablename__ = "tasks"
@@ -98,6 +108,7 @@ class Task(Base):
     round: Mapped[int] = mapped_column(Integer, index=True)
     purpose: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20), default="open", index=True)
+    required_answers: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow
     )
@@ -167,6 +178,41 @@ class Round(Base):
         DateTime(timezone=True), default=utcnow
     )
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WorkerEstimate(Base):
+    """The latest quality estimate of one worker, from all answers of the job.
+
+    ``accuracy`` and ``confusion`` (true class by row, answered class by
+    column) come from the consolidation method; ``gold_answers`` and
+    ``gold_correct`` count the worker's answers on gold items. ``excluded``
+    stays set once the worker's accuracy fell below the job's floor.
+    """
+
+    __tablename__ = "worker_quality"
+
+    worker_id: Mapped[str] = mapped_column(ForeignKey("workers.id"), primary_key=True)
+    round: Mapped[int] = mapped_column(Integer)
+    method: Mapped[str] = mapped_column(String(40))
+    n_answers: Mapped[int] = mapped_column(Integer)
+    accuracy: Mapped[float] = mapped_column(Float)
+    confusion: Mapped[list[Any]]
+    gold_answers: Mapped[int] = mapped_column(Integer, default=0)
+    gold_correct: Mapped[int] = mapped_column(Integer, default=0)
+    excluded: Mapped[bool] = mapped_column(default=False)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow
+    )
+
+
+class ItemPosterior(Base):
+    """The latest consolidated posterior of an item, the next warm start."""
+
+    __tablename__ = "item_posteriors"
+
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), primary_key=True)
+    posterior: Mapped[list[Any]]
+    round: Mapped[int] = mapped_column(Integer)
 
 
 class Feature(Base):

@@ -3,27 +3,42 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import create_engine, event, func, select
+from sqlalchemy import (
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from labelloop.store.schema import (
+    GOLD_PURPOSE,
+    GOLD_TASK_ROUND,
     Answer,
+    Assignment,
     Base,
     Event,
     Feature,
     Item,
+    ItemPosterior,
     Job,
     Label,
     Round,
     Task,
     Worker,
+    WorkerEstimate,
     utcnow,
 )
 
@@ -64,6 +79,7 @@ class JobStore:
         self.url = url
         self.engine = make_engine(url)
         Base.metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -145,10 +161,17 @@ class JobStore:
         logger.warning("item %s (line %s) failed: %s", item_id, item.line, reason)
 
     def set_job_status(self, status: str) -> None:
+        """Set the job's status; a completed job closes its open gold tasks."""
         with self.session() as session:
             job = session.scalars(select(Job)).one()
             job.status = status
             job.finished_at = utcnow() if status == "completed" else None
+            if status == "completed":
+                session.execute(
+                    update(Task)
+                    .where(Task.purpose == GOLD_PURPOSE, Task.status == "open")
+                    .values(status="complete")
+                )
 
     # Workers, tasks and answers
 
@@ -214,6 +237,11 @@ class JobStore:
         with self.session() as session:
             return list(session.scalars(query))
 
+    def count_answers(self) -> int:
+        """Return the number of answers stored for the job."""
+        with self.session() as session:
+            return int(session.scalar(select(func.count(Answer.id))) or 0)
+
     def answer_counts(self, round_number: int) -> dict[int, int]:
         """Return answers per task of a round, keyed by task id."""
         with self.session() as session:
@@ -224,6 +252,175 @@ class JobStore:
                 .group_by(Task.id)
             )
             return {task_id: count for task_id, count in rows}
+
+    # Gold items and worker quality
+
+    def workers(self) -> list[Worker]:
+        with self.session() as session:
+            return list(session.scalars(select(Worker).order_by(Worker.id)))
+
+    def add_gold_items(
+        self, gold: Mapping[int, int], *, label_round: int = 1
+    ) -> list[int]:
+        """Mark items gold with their known class, in one transaction.
+
+        Each new gold item gets its gold task and its known label (origin
+        ``human``, confidence 1). Items that already have a task are left as
+        they are. Returns the ids of the items marked now.
+        """
+        marked = []
+        with self.session() as session:
+            tasked = set(session.scalars(select(Task.item_id)))
+            for item_id, class_index in sorted(gold.items()):
+                item = session.get(Item, item_id)
+                if item is None or item.status != "ok" or item_id in tasked:
+                    continue
+                item.is_gold = True
+                item.gold_value = {"class": int(class_index)}
+                session.add(
+                    Task(item_id=item_id, round=GOLD_TASK_ROUND, purpose=GOLD_PURPOSE)
+                )
+                if session.get(Label, item_id) is None:
+                    session.add(
+                        Label(
+                            item_id=item_id,
+                            value={"class": int(class_index)},
+                            confidence=1.0,
+                            origin="human",
+                            round=label_round,
+                        )
+                    )
+                marked.append(item_id)
+        return marked
+
+    def gold_classes(self) -> dict[int, int]:
+        """Return the known class of every valid gold item, by item id."""
+        with self.session() as session:
+            rows = session.execute(
+                select(Item.id, Item.gold_value).where(
+                    Item.is_gold.is_(True), Item.status == "ok"
+                )
+            )
+            return {
+                item_id: int(value["class"])
+                for item_id, value in rows
+                if isinstance(value, dict) and "class" in value
+            }
+
+    def set_required_answers(self, required: Mapping[int, int]) -> None:
+        """Set the number of answers each task waits for, by task id."""
+        with self.session() as session:
+            for task_id, count in required.items():
+                session.execute(
+                    update(Task)
+                    .where(Task.id == int(task_id))
+                    .values(required_answers=int(count))
+                )
+
+    def worker_estimates(self) -> dict[str, WorkerEstimate]:
+        with self.session() as session:
+            return {
+                row.worker_id: row for row in session.scalars(select(WorkerEstimate))
+            }
+
+    def excluded_workers(self) -> set[str]:
+        """Return the ids of workers excluded for low quality, for good.
+
+        NOTE: a web worker given a new link with ``labelloop workers add`` is
+        active again and gets tasks, but stays in this set, so their answers
+        keep weight 0.
+        """
+        with self.session() as session:
+            flagged = set(
+                session.scalars(
+                    select(WorkerEstimate.worker_id).where(
+                        WorkerEstimate.excluded.is_(True)
+                    )
+                )
+            )
+            logged = {
+                (data or {}).get("worker_id")
+                for data in session.scalars(
+                    select(Event.data).where(Event.kind == "worker-excluded")
+                )
+            }
+        return flagged | {worker for worker in logged if isinstance(worker, str)}
+
+    def item_posteriors(self) -> dict[int, list[float]]:
+        with self.session() as session:
+            rows = session.execute(
+                select(ItemPosterior.item_id, ItemPosterior.posterior)
+            )
+            return {item_id: list(posterior) for item_id, posterior in rows}
+
+    def save_worker_quality(
+        self,
+        round_number: int,
+        *,
+        method: str,
+        estimates: Sequence[dict[str, Any]],
+        posteriors: Mapping[int, Sequence[float]],
+    ) -> None:
+        """Replace the worker estimates and item posteriors in one transaction.
+
+        ``estimates`` are dicts with the columns of ``WorkerEstimate`` other
+        than ``round``, ``method`` and ``updated_at``.
+        """
+        now = utcnow()
+        with self.session() as session:
+            for estimate in estimates:
+                row = session.get(WorkerEstimate, estimate["worker_id"])
+                if row is None:
+                    row = WorkerEstimate(worker_id=estimate["worker_id"])
+                    session.add(row)
+                for key, value in estimate.items():
+                    setattr(row, key, value)
+                row.round = round_number
+                row.method = method
+                row.updated_at = now
+            session.execute(delete(ItemPosterior))
+            if posteriors:
+                session.execute(
+                    insert(ItemPosterior),
+                    [
+                        {
+                            "item_id": int(item_id),
+                            "posterior": [float(p) for p in posterior],
+                            "round": round_number,
+                        }
+                        for item_id, posterior in posteriors.items()
+                    ],
+                )
+
+    def exclude_worker(
+        self, worker_id: str, *, message: str, data: dict[str, Any]
+    ) -> int:
+        """Deactivate a worker, cancel their active assignments and log why.
+
+        Returns the number of assignments cancelled, whose tasks go back to the
+        queue.
+        """
+        with self.session() as session:
+            worker = session.get(Worker, worker_id)
+            if worker is not None:
+                worker.active = False
+            estimate = session.get(WorkerEstimate, worker_id)
+            if estimate is not None:
+                estimate.excluded = True
+            result = session.execute(
+                update(Assignment)
+                .where(Assignment.worker_id == worker_id, Assignment.status == "active")
+                .values(status="cancelled")
+            )
+            cancelled = int(getattr(result, "rowcount", 0) or 0)
+            session.add(
+                Event(
+                    kind="worker-excluded",
+                    message=message,
+                    data={**data, "worker_id": worker_id, "cancelled": cancelled},
+                )
+            )
+        return cancelled
 
     # Labels
 
@@ -401,6 +598,29 @@ class JobStore:
             "Unlabeled": ok - human - machine,
             "FailedNonRetryableError": failed,
         }
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Add nullable columns that the tables gained after a job's database was made.
+
+    ``create_all`` creates missing tables but leaves existing ones as they are,
+    so a job created by an earlier version would lack newer columns.
+    """
+    inspector = inspect(engine)
+    existing_tables = set(inspector.get_table_names())
+    for table in Base.metadata.sorted_tables:
+        if table.name not in existing_tables:
+            continue
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present or not column.nullable:
+                continue
+            kind = column.type.compile(dialect=engine.dialect)
+            with engine.begin() as connection:
+                connection.execute(
+                    text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
+                )
+            logger.info("added column %s.%s to the job's database", table, column)
 
 
 def isoformat(moment: datetime) -> str:

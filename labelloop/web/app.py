@@ -2,7 +2,7 @@
 
 Errors reach the client as JSON ``{"detail": "..."}`` that says what was wrong. An
 unexpected error is logged with its traceback and answered with a generic 500, so
-no traceback ever leaves the server.
+no traceback leaves the server.
 """
 
 from __future__ import annotations
@@ -85,9 +85,14 @@ def create_app(
     queue = TaskQueue(
         store,
         config.label_categories,
-        workers_per_item=config.workers_per_item,
+        workers_per_item=config.initial_answers_per_item,
         time_limit_seconds=config.task_time_limit_seconds,
         availability_seconds=config.task_availability_lifetime_seconds,
+        gold_per_worker=(
+            config.worker_quality.gold_per_worker
+            if config.worker_quality.gold_label_key is not None
+            else 0
+        ),
     )
     context = WebContext(
         config=config,
@@ -119,6 +124,8 @@ def create_app(
     app.state.labelloop = context
 
     _add_error_handlers(app)
+    # The middleware added last runs first, so error responses get the headers.
+    app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     app.include_router(worker_router)
     app.include_router(admin_router)
@@ -170,6 +177,54 @@ class SecurityHeadersMiddleware:
         await self.app(scope, receive, send_with_headers)
 
 
+class UnexpectedErrorMiddleware:
+    """Turn an unhandled exception into a generic JSON 500 and log it once.
+
+    Starlette's handler for ``Exception`` raises the error again after it
+    responds, so uvicorn logs it a second time and closes the client's
+    keep-alive connection. This middleware sends the 500 itself and keeps the
+    connection open. An error raised after the response started is raised
+    again, because no other response can be sent then.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response_started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception as error:
+            if response_started:
+                raise
+            response = _internal_error(Request(scope), error)
+            await response(scope, receive, send)
+
+
+def _internal_error(request: Request, error: Exception) -> JSONResponse:
+    logger.error(
+        "unexpected error on %s %s for %s",
+        request.method,
+        request.url.path,
+        _who(request),
+        exc_info=error,
+    )
+    return JSONResponse(
+        {"detail": "internal server error; the server log has the details"},
+        status_code=500,
+    )
+
+
 def _who(request: Request) -> str:
     principal = getattr(request.state, "principal", None)
     if principal is None:
@@ -215,16 +270,7 @@ def _add_error_handlers(app: FastAPI) -> None:
             problems.append(f"{location or 'request'}: {problem.get('msg', 'invalid')}")
         return _reject(request, 422, "invalid request: " + "; ".join(problems))
 
+    # Errors raised outside `UnexpectedErrorMiddleware` end here.
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
-        logger.error(
-            "unexpected error on %s %s for %s",
-            request.method,
-            request.url.path,
-            _who(request),
-            exc_info=error,
-        )
-        return JSONResponse(
-            {"detail": "internal server error; the server log has the details"},
-            status_code=500,
-        )
+        return _internal_error(request, error)

@@ -17,6 +17,7 @@ from labelloop.store.schema import (
     Round,
     Task,
     Worker,
+    WorkerEstimate,
     utcnow,
 )
 from labelloop.web.auth import WEB_WORKER_KIND
@@ -29,6 +30,9 @@ from labelloop.web.queue import ACTIVE
 REPORT_URL_PREFIX = "/admin/report/"
 #: File name of the job's HTML report inside its report folder.
 REPORT_FILE_NAME = "report.html"
+#: Counter of the items whose task the loop closed short of its answers, because
+#: the task availability lifetime passed.
+EXPIRED_COUNTER = "Expired"
 
 
 def job_summary(context: WebContext) -> SummaryOut:
@@ -49,6 +53,9 @@ def job_summary(context: WebContext) -> SummaryOut:
                 Task.status == "open",
             )
         )
+        expired = session.scalar(
+            select(func.count(Task.id)).where(Task.status == "expired")
+        )
         answers = session.scalar(select(func.count(Answer.id)))
         web_workers = session.scalar(
             select(func.count(Worker.id)).where(Worker.kind == WEB_WORKER_KIND)
@@ -61,7 +68,7 @@ def job_summary(context: WebContext) -> SummaryOut:
         task_type=config.task_type.value,
         categories=list(config.label_categories),
         workers_per_item=config.workers_per_item,
-        counters=context.store.counters(),
+        counters={**context.store.counters(), EXPIRED_COUNTER: int(expired or 0)},
         open_tasks=int(open_tasks or 0),
         active_assignments=int(active or 0),
         answers=int(answers or 0),
@@ -71,16 +78,38 @@ def job_summary(context: WebContext) -> SummaryOut:
 
 
 def round_history(context: WebContext) -> list[RoundOut]:
-    """Return every round in order with its numeric statistics."""
+    """Return every round in order with its numeric statistics.
+
+    ``human_labeled``, ``machine_labeled`` and ``expired_tasks`` are counted
+    from the labels and tasks of each round, as the job report counts them.
+    """
     with context.store.session() as session:
         rounds = list(session.scalars(select(Round).order_by(Round.number)))
+        labels = session.execute(
+            select(Label.round, Label.origin, func.count()).group_by(
+                Label.round, Label.origin
+            )
+        ).all()
+        expired = session.execute(
+            select(Task.round, func.count(Task.id))
+            .where(Task.status == "expired")
+            .group_by(Task.round)
+        ).all()
+    labeled = {(number, origin): count for number, origin, count in labels}
+    expired_per_round = dict(expired)
+
     return [
         RoundOut(
             number=row.number,
             status=row.status,
             started_at=as_utc(row.started_at) if row.started_at else None,
             finished_at=as_utc(row.finished_at) if row.finished_at else None,
-            stats=numeric_stats(row.stats),
+            stats={
+                **numeric_stats(row.stats),
+                "human_labeled": float(labeled.get((row.number, "human"), 0)),
+                "machine_labeled": float(labeled.get((row.number, "machine"), 0)),
+                "expired_tasks": float(expired_per_round.get(row.number, 0)),
+            },
         )
         for row in rounds
     ]
@@ -98,7 +127,7 @@ def numeric_stats(stats: dict[str, Any] | None) -> dict[str, float]:
 
 
 def worker_activity(context: WebContext) -> list[WorkerActivityOut]:
-    """Return each worker's finished tasks, median time and agreement, by id."""
+    """Return each worker's finished tasks, median time, agreement and quality."""
     seconds: dict[str, list[float]] = defaultdict(list)
     done: dict[str, int] = defaultdict(int)
     matches: dict[str, int] = defaultdict(int)
@@ -106,6 +135,9 @@ def worker_activity(context: WebContext) -> list[WorkerActivityOut]:
 
     with context.store.session() as session:
         workers = list(session.scalars(select(Worker).order_by(Worker.id)))
+        estimates = {
+            row.worker_id: row for row in session.scalars(select(WorkerEstimate))
+        }
         rows = session.execute(
             select(
                 Answer.worker_id, Answer.seconds, Answer.value, Label.value
@@ -136,6 +168,22 @@ def worker_activity(context: WebContext) -> list[WorkerActivityOut]:
                 else None
             ),
             compared=compared[worker.id],
+            **_quality_fields(estimates.get(worker.id)),
         )
         for worker in workers
     ]
+
+
+def _quality_fields(estimate: WorkerEstimate | None) -> dict[str, Any]:
+    if estimate is None:
+        return {}
+    return {
+        "estimated_accuracy": estimate.accuracy,
+        "gold_answers": estimate.gold_answers,
+        "gold_accuracy": (
+            estimate.gold_correct / estimate.gold_answers
+            if estimate.gold_answers
+            else None
+        ),
+        "excluded": estimate.excluded,
+    }

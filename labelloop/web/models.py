@@ -72,8 +72,9 @@ class SummaryOut(_Body):
     """The job's state on the owner dashboard.
 
     ``counters`` are Ground Truth's label counters (HumanLabeled, MachineLabeled,
-    TotalLabeled, Unlabeled, FailedNonRetryableError). ``report_url`` is set once
-    the job's HTML report exists.
+    TotalLabeled, Unlabeled, FailedNonRetryableError) and ``Expired``, the items
+    whose task expired short of its answers. ``report_url`` is set once the
+    job's HTML report exists.
     """
 
     job_name: str
@@ -94,7 +95,8 @@ class RoundOut(_Body):
 
     ``stats`` keeps the numeric entries of the round's statistics, such as
     ``threshold``, ``validation_accuracy`` and ``certified_error_bound``, and
-    leaves out the others.
+    leaves out the others. ``human_labeled``, ``machine_labeled`` and
+    ``expired_tasks`` count the round's labels and expired tasks.
     """
 
     number: int
@@ -105,11 +107,14 @@ class RoundOut(_Body):
 
 
 class WorkerActivityOut(_Body):
-    """Activity of one worker.
+    """Activity and estimated quality of one worker.
 
     ``agreement`` is the share of the worker's answers equal to the item's
     consolidated human label, over the ``compared`` answers whose item has one;
-    None when there is none yet.
+    None when there is none yet. ``estimated_accuracy`` comes from the latest
+    consolidation of all answers and ``gold_accuracy`` from the worker's
+    ``gold_answers``; both are None until measured. ``excluded`` is set once
+    the worker's estimated accuracy fell below the job's floor.
     """
 
     worker_id: str
@@ -119,3 +124,7 @@ class WorkerActivityOut(_Body):
     median_seconds: float | None
     agreement: float | None
     compared: int
+    estimated_accuracy: float | None = None
+    gold_answers: int = 0
+    gold_accuracy: float | None = None
+    excluded: bool = False

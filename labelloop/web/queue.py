@@ -3,8 +3,12 @@
 Every method runs in one `write_transaction`, so these invariants hold with many
 workers at once:
 
-- a task has at most ``workers_per_item`` answers plus unexpired active
-  assignments, so an item goes to at most that many distinct workers;
+- a task has at most its required answers (``Task.required_answers``, by default
+  ``workers_per_item``) plus unexpired active assignments, so an item goes to at
+  most that many distinct workers;
+- a gold task (``purpose`` ``gold``) has no such cap: every worker may answer it
+  once, and a worker gets gold tasks while under its gold quota for the round;
+- a worker who is not active (excluded or deactivated) gets no task;
 - a worker answers an item at most once (also a unique constraint of the table);
 - a worker holds at most one active assignment, and asking for the next task while
   holding one returns the same assignment.
@@ -18,6 +22,7 @@ updated.
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,8 +39,19 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from labelloop.quality import gold_quota
 from labelloop.store import JobStore
-from labelloop.store.schema import Answer, Assignment, Item, Job, Task, utcnow
+from labelloop.store.schema import (
+    GOLD_PURPOSE,
+    Answer,
+    Assignment,
+    Item,
+    Job,
+    Round,
+    Task,
+    Worker,
+    utcnow,
+)
 from labelloop.web.db import as_utc, write_transaction
 from labelloop.web.errors import WebRequestError
 
@@ -88,11 +104,15 @@ class TaskQueue:
         Label categories in class-index order; an answer is stored as
         ``{"class": index}``.
     workers_per_item : int
-        Distinct workers that answer each task.
+        Distinct workers that answer a task whose ``required_answers`` is not
+        set: the job's initial answers per item.
     time_limit_seconds : float
         How long a worker holds a task before it goes back to the queue.
     availability_seconds : float
-        How long after it is posted a task is offered at all.
+        How long after it is posted a task is offered at all; gold tasks stay
+        offered.
+    gold_per_worker : int, default=0
+        Gold items each worker answers over the job; 0 serves no gold task.
     """
 
     def __init__(
@@ -103,12 +123,14 @@ class TaskQueue:
         workers_per_item: int,
         time_limit_seconds: float,
         availability_seconds: float,
+        gold_per_worker: int = 0,
     ) -> None:
         self.store = store
         self.class_names = tuple(class_names)
         self.workers_per_item = workers_per_item
         self.time_limit_seconds = time_limit_seconds
         self.availability_seconds = availability_seconds
+        self.gold_per_worker = gold_per_worker
 
     def next_task(
         self, worker_id: str, *, now: datetime | None = None
@@ -119,14 +141,22 @@ class TaskQueue:
         that the worker skipped or let expire come last, so they return to this
         worker only when nothing else is open for them.
 
+        A gold task comes first while the worker has answered fewer gold items
+        than its quota for the round being collected.
+
         Returns
         -------
         AssignedTask or None
-            None when no open task has a free slot for this worker.
+            None when no open task has a free slot for this worker, or when the
+            worker is not active.
         """
         now = now or utcnow()
         with write_transaction(self.store) as session:
             self._release_stale(session, worker_id, now)
+            worker = session.get(Worker, worker_id)
+            if worker is not None and not worker.active:
+                logger.info("worker %s is not active and gets no task", worker_id)
+                return None
 
             current = session.scalars(
                 select(Assignment)
@@ -140,6 +170,12 @@ class TaskQueue:
             ).first()
             if current is not None:
                 return self._describe(session, current)
+
+            gold_task = self._due_gold_task(session, worker_id)
+            if gold_task is not None:
+                assignment = self._assign(session, gold_task, worker_id, now)
+                logger.debug("assigned gold task %s to worker %s", gold_task, worker_id)
+                return self._describe(session, assignment)
 
             serialized = session.get_bind().dialect.name == "sqlite"
             for task_id in self._candidates(session, worker_id, now):
@@ -212,10 +248,11 @@ class TaskQueue:
             answered = session.scalar(
                 select(func.count(Answer.id)).where(Answer.task_id == task.id)
             )
-            if (answered or 0) >= self.workers_per_item:
+            required = task.required_answers or self.workers_per_item
+            if task.purpose != GOLD_PURPOSE and (answered or 0) >= required:
                 raise WebRequestError(
                     409,
-                    f"task {task.id} already has its {self.workers_per_item} answers; "
+                    f"task {task.id} already has its {required} answers; "
                     "fetch the next task",
                 )
 
@@ -341,11 +378,12 @@ class TaskQueue:
             .join(Item, Item.id == Task.item_id)
             .where(
                 Task.status == "open",
+                Task.purpose != GOLD_PURPOSE,
                 Task.created_at > posted_after,
                 Item.status == "ok",
                 ~answered_by_worker,
                 self._answers_of_task() + self._holds_of_task(now)
-                < self.workers_per_item,
+                < func.coalesce(Task.required_answers, self.workers_per_item),
             )
             .order_by(Task.id)
             .limit(_CANDIDATES)
@@ -383,14 +421,65 @@ class TaskQueue:
                 Assignment.deadline > now,
             )
         )
-        item_id = session.scalar(select(Task.item_id).where(Task.id == task_id))
+        task = session.get(Task, task_id)
+        if task is None:
+            return False
         answered_by_worker = session.scalar(
             select(Answer.id).where(
-                Answer.item_id == item_id, Answer.worker_id == worker_id
+                Answer.item_id == task.item_id, Answer.worker_id == worker_id
             )
         )
         taken = (answered or 0) + (holds or 0)
-        return answered_by_worker is None and taken < self.workers_per_item
+        required = task.required_answers or self.workers_per_item
+        return answered_by_worker is None and taken < required
+
+    def _due_gold_task(self, session: Session, worker_id: str) -> int | None:
+        """Return a gold task for the worker if its gold quota is not reached.
+
+        NOTE: gold tasks go out before regular ones while due, so a worker meets
+        each round's gold items at the start of the round.
+        """
+        if self.gold_per_worker <= 0:
+            return None
+        collecting = session.scalar(
+            select(func.max(Round.number)).where(Round.status == "collecting")
+        )
+        quota = gold_quota(collecting or 0, self.gold_per_worker)
+        if quota == 0:
+            return None
+        done = session.scalar(
+            select(func.count(Answer.id))
+            .join(Item, Item.id == Answer.item_id)
+            .where(Answer.worker_id == worker_id, Item.is_gold.is_(True))
+        )
+        if (done or 0) >= quota:
+            return None
+
+        answered_by_worker = exists().where(
+            Answer.item_id == Task.item_id, Answer.worker_id == worker_id
+        )
+        returned_by_worker = exists().where(
+            Assignment.task_id == Task.id, Assignment.worker_id == worker_id
+        )
+        open_gold = (
+            select(Task.id)
+            .join(Item, Item.id == Task.item_id)
+            .where(
+                Task.status == "open",
+                Task.purpose == GOLD_PURPOSE,
+                Item.status == "ok",
+                ~answered_by_worker,
+            )
+            .order_by(Task.id)
+        )
+        candidates = list(session.scalars(open_gold.where(~returned_by_worker)))
+        if not candidates:
+            candidates = list(session.scalars(open_gold.where(returned_by_worker)))
+        if not candidates:
+            return None
+        # Workers see the gold items in different orders, fixed per worker.
+        key = zlib.crc32(f"{worker_id}:{done or 0}".encode())
+        return candidates[key % len(candidates)]
 
     @staticmethod
     def _answers_of_task() -> ScalarSelect[int]:

@@ -49,9 +49,14 @@ BROWSER_IMAGE_TYPES = {
     ".bmp": "image/bmp",
 }
 
+#: Largest row id the database stores (SQLite's signed 64-bit INTEGER); a larger id
+#: in a URL is rejected with 422 before it reaches the database.
+MAX_ROW_ID = 2**63 - 1
+
 Context = Annotated[WebContext, Depends(get_context)]
 WorkerId = Annotated[str, Depends(current_worker)]
 LoginToken = Annotated[str, Query(min_length=16, max_length=256)]
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
 @router.get("/login", include_in_schema=False)
@@ -129,7 +134,7 @@ def next_task(context: Context, worker_id: WorkerId) -> NextTaskResponse:
 
 @router.post("/api/tasks/{assignment_id}/answer")
 def answer_task(
-    assignment_id: Annotated[int, Path(ge=1)],
+    assignment_id: RowId,
     body: AnswerRequest,
     context: Context,
     worker_id: WorkerId,
@@ -149,7 +154,7 @@ def answer_task(
 
 @router.post("/api/tasks/{assignment_id}/skip")
 def skip_task(
-    assignment_id: Annotated[int, Path(ge=1)], context: Context, worker_id: WorkerId
+    assignment_id: RowId, context: Context, worker_id: WorkerId
 ) -> SkipResponse:
     """Give an assignment back to the queue without answering it."""
     context.queue.skip(worker_id, assignment_id)
@@ -162,9 +167,7 @@ def skip_task(
     response_class=Response,
     responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}},
 )
-def item_image(
-    item_id: Annotated[int, Path(ge=1)], context: Context, worker_id: WorkerId
-) -> Response:
+def item_image(item_id: RowId, context: Context, worker_id: WorkerId) -> Response:
     """Send an item's image to a worker who is assigned the item or answered it.
 
     The file path comes from the item's row, never from the request.

@@ -18,11 +18,17 @@ logger = logging.getLogger(__name__)
 
 
 class WebWorkers:
-    """Wait until each open task has ``workers_per_item`` answers or expires.
+    """Wait until each open task has its required answers or expires.
+
+    A task requires its ``required_answers``, or by default the job's initial
+    answers per item (``workers_per_item``, or ``min_answers`` under adaptive
+    redundancy).
 
     Answers arrive through ``labelloop serve`` into the same database, from
     this process or another one. A task still short of answers after the
-    availability lifetime (counted from when it was posted) expires.
+    availability lifetime (counted from when it was posted) expires. Tasks of
+    items that failed (an image that does not decode) are not waited for,
+    because the server no longer offers them.
     """
 
     def __init__(self, *, config: JobConfig, class_names: list[str]) -> None:
@@ -30,7 +36,7 @@ class WebWorkers:
         if not isinstance(settings, WebWorkforce):
             raise TypeError("WebWorkers needs a web workforce config")
         self.poll_seconds = settings.poll_seconds
-        self.workers_per_item = config.workers_per_item
+        self.initial_answers = config.initial_answers_per_item
         self.lifetime = timedelta(seconds=config.task_availability_lifetime_seconds)
         del class_names
 
@@ -39,11 +45,15 @@ class WebWorkers:
         while True:
             tasks = {task.id: task for task in store.tasks(round_number=round_number)}
             counts = store.answer_counts(round_number)
+            failed = {item.id for item in store.items(status="failed")}
             now = utcnow()
             expired = []
             waiting = 0
             for task_id, task in tasks.items():
-                if counts.get(task_id, 0) >= self.workers_per_item:
+                if task.item_id in failed:
+                    continue
+                required = task.required_answers or self.initial_answers
+                if counts.get(task_id, 0) >= required:
                     continue
                 created = task.created_at
                 if created.tzinfo is None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
+import socket
 import statistics
+import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +20,7 @@ from web_support import Job, LiveServer, build_job, login
 
 from labelloop.store.schema import Answer, Assignment, Worker, utcnow
 from labelloop.web import add_worker, deactivate_worker, issue_admin_token
+from labelloop.web.tables import AdminToken, WebSession
 
 ADMIN_ENDPOINTS = ["/api/admin/summary", "/api/admin/rounds", "/api/admin/workers"]
 
@@ -36,6 +40,25 @@ def take_task(client: httpx.Client) -> dict:
     task = response.json()["task"]
     assert task is not None
     return task
+
+
+def read_raw_response(connection: socket.socket) -> tuple[int, bytes]:
+    """Read one HTTP/1.1 response with a Content-Length from a raw socket."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = connection.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = re.search(rb"content-length: *(\d+)", head, re.IGNORECASE)
+    assert length is not None, head
+    while len(body) < int(length.group(1)):
+        chunk = connection.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        body += chunk
+    return int(head.split()[1]), body
 
 
 def database_bytes(job: Job) -> bytes:
@@ -61,6 +84,12 @@ def test_login_token_stored_only_hashed(text_job: Job, serve) -> None:
     assert response.status_code == 303
     session_id = client.cookies["labelloop_session"]
     assert session_id.encode() not in database_bytes(text_job)
+
+    admin_token = issue_admin_token(text_job.store)
+    with text_job.store.session() as session:
+        admin_hashes = session.scalars(select(AdminToken.token_hash)).all()
+    assert admin_hashes == [hashlib.sha256(admin_token.encode()).hexdigest()]
+    assert admin_token.encode() not in database_bytes(text_job)
 
 
 def test_login_link_works_once(text_job: Job, serve) -> None:
@@ -116,6 +145,21 @@ def test_api_without_session_gets_401(text_job: Job, serve) -> None:
         assert response.status_code == 401, path
         assert "not logged in" in response.json()["detail"], path
     assert text_job.store.answers() == []
+
+
+def test_expired_session_gets_401(text_job: Job, serve) -> None:
+    server = serve(text_job)
+    worker = login(server, text_job.store, "alice")
+    assert worker.get("/api/tasks/next").status_code == 200
+
+    with text_job.store.session() as session:
+        session.execute(
+            update(WebSession).values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    response = worker.get("/api/tasks/next")
+
+    assert response.status_code == 401
+    assert "session expired" in response.json()["detail"]
 
 
 def test_worker_on_admin_api_gets_403(text_job: Job, serve) -> None:
@@ -198,10 +242,39 @@ def test_answer_rejects_unknown_label(text_job: Job, serve) -> None:
     task = take_task(worker)
     path = f"/api/tasks/{task['assignment_id']}/answer"
 
-    for body in ({"label": "Weather"}, {"label": 1}, {"label": ""}, {}, {"x": 1}):
+    bodies = (
+        {"label": "Weather"},
+        {"label": 1},
+        {"label": ""},
+        {"label": "x" * 501},
+        {},
+        {"x": 1},
+        {"label": "World", "worker_id": "bob"},
+        ["World"],
+    )
+    for body in bodies:
         response = worker.post(path, json=body)
         assert response.status_code == 422, body
         assert isinstance(response.json()["detail"], str)
+    assert text_job.store.answers() == []
+
+
+def test_ids_out_of_range_rejected(text_job: Job, serve) -> None:
+    server = serve(text_job)
+    worker = login(server, text_job.store, "alice")
+    take_task(worker)
+    too_large = [str(2**63), str(10**30)]
+
+    requests = [
+        *[("POST", f"/api/tasks/{value}/answer") for value in ["0", "-1", *too_large]],
+        *[("POST", f"/api/tasks/{value}/skip") for value in ["0", *too_large]],
+        *[("GET", f"/api/items/{value}/image") for value in ["0", *too_large]],
+    ]
+    for method, path in requests:
+        response = worker.request(method, path, json={"label": "World"})
+        assert response.status_code == 422, (path, response.text)
+        assert response.headers["content-type"] == "application/json", path
+        assert "invalid request" in response.json()["detail"], path
     assert text_job.store.answers() == []
 
 
@@ -287,6 +360,9 @@ def test_skip_returns_task_to_queue(text_job: Job, serve) -> None:
 
     skipped = alice.post(f"/api/tasks/{held['assignment_id']}/skip")
     again = alice.post(f"/api/tasks/{held['assignment_id']}/skip")
+    answered_after_skip = alice.post(
+        f"/api/tasks/{held['assignment_id']}/answer", json={"label": "World"}
+    )
     dave = login(server, text_job.store, "dave")
 
     assert skipped.status_code == 200
@@ -295,6 +371,9 @@ def test_skip_returns_task_to_queue(text_job: Job, serve) -> None:
         "status": "skipped",
     }
     assert again.status_code == 409
+    assert answered_after_skip.status_code == 409
+    assert "skipped" in answered_after_skip.json()["detail"]
+    assert text_job.store.answers() == []
     assert take_task(dave)["task_id"] == held["task_id"]
 
 
@@ -389,6 +468,35 @@ def test_errors_are_json_without_traceback(text_job: Job, serve) -> None:
     assert "Traceback" not in crashed.text
 
 
+def test_unexpected_error_keeps_connection(text_job: Job, serve) -> None:
+    server = serve(text_job)
+    admin = admin_client(server, text_job)
+    cookie = admin.cookies["labelloop_session"]
+    with text_job.store.session() as session:
+        session.execute(text("DROP TABLE rounds"))
+    host, port = server.base_url.removeprefix("http://").split(":")
+
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        for path in ("/api/admin/rounds", "/api/admin/summary"):
+            connection.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: {host}\r\n"
+                f"Cookie: labelloop_session={cookie}\r\n\r\n".encode()
+            )
+            if path == "/api/admin/rounds":
+                crashed = read_raw_response(connection)
+                # Time for the server to close the connection, were it to.
+                time.sleep(0.3)
+            else:
+                after = read_raw_response(connection)
+
+    assert crashed[0] == 500
+    assert json.loads(crashed[1]) == {
+        "detail": "internal server error; the server log has the details"
+    }
+    assert after[0] == 200
+    assert json.loads(after[1])["job_name"] == text_job.config.job_name
+
+
 def test_responses_carry_security_headers(text_job: Job, serve) -> None:
     server = serve(text_job)
 
@@ -399,6 +507,8 @@ def test_responses_carry_security_headers(text_job: Job, serve) -> None:
         assert "'unsafe-inline'" not in policy, path
         assert response.headers["x-content-type-options"] == "nosniff", path
         assert response.headers["x-frame-options"] == "DENY", path
+    api = httpx.get(server.base_url + "/api/me")
+    assert api.headers["cache-control"] == "no-store"
 
 
 def test_logout_ends_session(text_job: Job, serve) -> None:
@@ -437,13 +547,18 @@ def test_dashboard_reports_rounds_and_workers(text_job: Job, serve) -> None:
             path = f"/api/tasks/{task['assignment_id']}/answer"
             assert client.post(path, json={"label": label}).status_code == 200
     first, second = sorted(set(items))
+    unanswered = [
+        task.id for task in text_job.store.tasks() if task.item_id not in items
+    ]
     text_job.store.write_human_labels(
-        1, [(first, {"class": 0}, 1.0), (second, {"class": 0}, 0.5)]
+        1,
+        [(first, {"class": 0}, 1.0), (second, {"class": 0}, 0.5)],
+        expired_task_ids=unanswered[:3],
     )
     stats = {
         "threshold": 0.8,
         "validation_accuracy": 0.91,
-        "human_labeled": 2,
+        "human_labeled": 5,
         "plan": {"size": 2},
         "note": "text",
         "converged": True,
@@ -456,6 +571,8 @@ def test_dashboard_reports_rounds_and_workers(text_job: Job, serve) -> None:
     workers = {w["worker_id"]: w for w in admin.get("/api/admin/workers").json()}
 
     assert summary["counters"]["HumanLabeled"] == 2
+    assert summary["counters"]["Expired"] == 3
+    assert summary["open_tasks"] == 0
     assert summary["answers"] == 4
     assert summary["report_url"] is None
     assert rounds[0]["number"] == 1
@@ -463,6 +580,8 @@ def test_dashboard_reports_rounds_and_workers(text_job: Job, serve) -> None:
         "threshold": 0.8,
         "validation_accuracy": 0.91,
         "human_labeled": 2.0,
+        "machine_labeled": 0.0,
+        "expired_tasks": 3.0,
     }
     assert workers["alice"]["tasks_done"] == 2
     assert workers["alice"]["agreement"] == 0.5

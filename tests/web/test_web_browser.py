@@ -146,11 +146,16 @@ def test_worker_page_escapes_item_text(tmp_path: Path, serve, open_page) -> None
         "<script>window.injected = 'script'</script>Markets rally",
         '<img src="x" onerror="window.injected = \'img\'"> Storm warning',
     ]
-    job = build_text_job(tmp_path, texts, ["news", "spam"])
+    categories = ["<b>news</b>", '<img src="y" onerror="window.injected = 1">']
+    job = build_text_job(tmp_path, texts, categories)
     server = serve(job)
     page = worker_page(open_page, server, job, "alice")
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: dialogs.append(dialog.message))
+
+    names = page.locator(".category .category-name")
+    assert names.all_text_contents() == categories
+    assert page.locator("#categories b, #categories img").count() == 0
 
     shown = []
     for _ in texts:
@@ -208,6 +213,82 @@ def test_worker_page_fits_phone_width(text_job: Job, serve, open_page) -> None:
     assert [a.value for a in text_job.store.answers()] == [{"class": 1}]
 
 
+def test_worker_page_keyboard_only_phone(text_job: Job, serve, open_page) -> None:
+    server = serve(text_job)
+    page = worker_page(
+        open_page, server, text_job, "alice", viewport=PHONE, device_scale_factor=2
+    )
+    categories = list(text_job.config.label_categories)
+    expected: dict[int, dict] = {}
+
+    def focused_name() -> str | None:
+        return page.evaluate(
+            "document.activeElement && document.activeElement.getAttribute("
+            "'aria-label') || document.activeElement.id"
+        )
+
+    def tab_to(name: str) -> None:
+        """Press Tab until the element named ``name`` has the focus."""
+        for _ in range(12):
+            page.keyboard.press("Tab")
+            if focused_name() == name:
+                left, right = page.evaluate(
+                    "(() => { const box = document.activeElement"
+                    ".getBoundingClientRect(); return [box.left, box.right]; })()"
+                )
+                assert 0 <= left < right <= PHONE["width"], (name, left, right)
+                return
+        raise AssertionError(f"Tab never reached {name!r}")
+
+    def finish(step: int, assignment: str) -> None:
+        expect(page.locator("#finished-count")).to_have_text(str(step))
+        wait_for_next_task(page, assignment)
+
+    # Tab to the third category, Enter chooses and submits it.
+    assignment = page.locator("#task").get_attribute("data-assignment-id")
+    expected[current_item(page)] = {"class": 2}
+    tab_to(categories[2])
+    expect(page.locator(".category").nth(2)).to_have_css("outline-style", "solid")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "worker-keyboard-phone.png"))
+    page.keyboard.press("Enter")
+    finish(1, assignment)
+
+    # A second Enter right away does not answer the new task unseen.
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(500)
+    expect(page.locator("#finished-count")).to_have_text("1")
+
+    # A number key chooses and focuses its category, Enter submits it.
+    assignment = page.locator("#task").get_attribute("data-assignment-id")
+    expected[current_item(page)] = {"class": 3}
+    page.keyboard.press("4")
+    assert focused_name() == categories[3]
+    page.keyboard.press("Enter")
+    finish(2, assignment)
+
+    # Tab to Skip, Enter gives the task back.
+    assignment = page.locator("#task").get_attribute("data-assignment-id")
+    skipped = current_item(page)
+    tab_to("skip")
+    page.keyboard.press("Enter")
+    wait_for_next_task(page, assignment)
+    assert current_item(page) != skipped
+
+    # Tab onto the first category, then a number key moves the choice and the
+    # focus to another one; Enter submits the one the key chose.
+    assignment = page.locator("#task").get_attribute("data-assignment-id")
+    expected[current_item(page)] = {"class": 1}
+    tab_to(categories[0])
+    page.keyboard.press("2")
+    expect(page.locator(".category").nth(1)).to_have_attribute("aria-pressed", "true")
+    page.keyboard.press("Enter")
+    finish(3, assignment)
+
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    assert answers_by(text_job, "alice") == expected
+
+
 def test_worker_page_text_screenshot(text_job: Job, serve, open_page) -> None:
     server = serve(text_job)
     page = worker_page(open_page, server, text_job, "alice")
@@ -241,8 +322,13 @@ def test_dashboard_shows_rounds_and_workers(text_job: Job, serve, open_page) -> 
         expect(worker.locator("#finished-count")).to_have_text(str(count))
         wait_for_next_task(worker, assignment)
     answered = sorted(answers_by(text_job, "alice"))
+    unanswered = [
+        task for task in text_job.store.tasks() if task.item_id not in answered
+    ]
     text_job.store.write_human_labels(
-        1, [(answered[0], {"class": 0}, 1.0), (answered[1], {"class": 1}, 1.0)]
+        1,
+        [(answered[0], {"class": 0}, 1.0), (answered[1], {"class": 1}, 1.0)],
+        expired_task_ids=[task.id for task in unanswered],
     )
     text_job.store.finish_round(
         1,
@@ -251,20 +337,16 @@ def test_dashboard_shows_rounds_and_workers(text_job: Job, serve, open_page) -> 
             "threshold": 0.74,
             "validation_accuracy": 0.9,
             "certified_error_bound": 0.05,
-            "human_labeled": 6,
-            "machine_labeled": 0,
         },
     )
     text_job.store.start_round(2, validation_ids=[], query_ids=[], plan={})
     text_job.store.finish_round(
         2,
-        machine_labels=[],
+        machine_labels=[(task.item_id, {"class": 3}, 0.97) for task in unanswered[:3]],
         stats={
             "threshold": 0.62,
             "validation_accuracy": 0.95,
             "certified_error_bound": 0.04,
-            "human_labeled": 2,
-            "machine_labeled": 40,
         },
     )
 
@@ -274,13 +356,22 @@ def test_dashboard_shows_rounds_and_workers(text_job: Job, serve, open_page) -> 
     expect(page.locator("#dashboard")).to_be_visible()
 
     expect(page.locator("#quality-chart polyline")).to_have_count(3)
-    expect(page.locator("#volume-chart rect.bar")).to_have_count(4)
+    bars = page.locator("#volume-chart rect.bar title")
+    expect(bars).to_have_count(4)
+    assert sorted(bars.all_text_contents()) == [
+        "human labeled, round 1: 2",
+        "human labeled, round 2: 0",
+        "machine labeled, round 1: 0",
+        "machine labeled, round 2: 3",
+    ]
     expect(page.locator("#rounds tbody tr")).to_have_count(2)
     workers = page.locator("#workers tbody tr")
     expect(workers).to_have_count(1)
     expect(workers.first).to_contain_text("alice")
     expect(workers.first).to_contain_text("50.0 %")
     expect(page.locator("#report")).to_contain_text("when the job ends")
+    expired = page.locator(".counter", has=page.locator("dt", has_text="Expired"))
+    expect(expired.locator("dd")).to_have_text(str(len(unanswered)))
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
 

@@ -1,4 +1,9 @@
-"""A whole job with the web workforce: the loop runs while two browsers label."""
+"""Whole jobs with the web workforce: the loop runs while two browsers label.
+
+One job labels AG News texts and one MNIST digits. Each item goes to both browser
+workers, who answer with the item's true class; the output manifest must mark
+every label as human-annotated.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,12 @@ import pytest
 from web_support import CHROMIUM, CHROMIUM_ARGS, LiveServer
 
 from labelloop.config import AutomatedLabeling, JobConfig, TaskType, WebWorkforce
-from labelloop.importers import TRUE_LABEL_KEY, import_ag_news
+from labelloop.importers import (
+    TRUE_LABEL_KEY,
+    ImportResult,
+    import_ag_news,
+    import_mnist,
+)
 from labelloop.store import JobStore
 from labelloop.store.schema import Item
 from labelloop.web import add_worker, create_app, issue_admin_token
@@ -21,8 +31,10 @@ from labelloop.web.workers import admin_login_url, login_url
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 
-N_ITEMS = 60
-# Upper bound on the whole job: feature extraction, three rounds, final outputs.
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+WORKERS = ("mouse-worker", "key-worker")
+BATCH_SIZE = 20
+# Upper bound on a whole job: feature extraction, its rounds, final outputs.
 JOB_TIMEOUT_SECONDS = 600
 
 
@@ -44,10 +56,20 @@ def true_class(store: JobStore, item_id: int) -> str:
 
 
 def answer_current_task(page, store: JobStore, *, by_keyboard: bool) -> None:
-    """Answer the page's task with the item's true class and wait for the next."""
+    """Answer the page's task with the item's true class and wait for the next.
+
+    An image task is answered only once the browser has decoded its image.
+    """
     task = page.locator("#task")
     assignment = task.get_attribute("data-assignment-id")
     item_id = int(task.get_attribute("data-item-id"))
+    if page.locator("#item-image").is_visible():
+        page.wait_for_function(
+            """() => {
+                const image = document.getElementById('item-image');
+                return image.complete && image.naturalWidth > 0;
+            }"""
+        )
     name = true_class(store, item_id)
     button = page.get_by_role("button", name=name, exact=True)
     if by_keyboard:
@@ -67,21 +89,35 @@ def answer_current_task(page, store: JobStore, *, by_keyboard: bool) -> None:
     )
 
 
-@pytest.mark.slow
-def test_whole_job_labeled_in_browsers(
-    tmp_path: Path, shared_data: Path, browser
+def run_job_in_browsers(
+    browser,
+    imported: ImportResult,
+    *,
+    folder: Path,
+    task_type: TaskType,
+    job_name: str,
+    attribute: str,
+    rounds: int,
+    screenshot_prefix: str | None = None,
 ) -> None:
-    imported = import_ag_news(tmp_path / "import", limit=N_ITEMS, seed=3)
+    """Run a job with two browser workers to its end and check its outputs.
+
+    The loop runs in a thread beside a live server. One worker answers by mouse
+    and one by keyboard, both with each item's true class. With
+    ``screenshot_prefix``, the worker page and the finished dashboard are saved
+    to the documentation's screenshots.
+    """
+    n_items = len(imported.manifest.read_text().splitlines())
     config = JobConfig(
-        job_name="web-whole-job",
-        task_type=TaskType.TEXT_CLASSIFICATION,
-        label_attribute_name="topic",
+        job_name=job_name,
+        task_type=task_type,
+        label_attribute_name=attribute,
         label_categories=tuple(imported.class_names),
         input_manifest=imported.manifest,
-        output_path=tmp_path / "output",
+        output_path=folder / "output",
         workforce=WebWorkforce(poll_seconds=0.2),
         workers_per_item=2,
-        human_batch_size=20,
+        human_batch_size=BATCH_SIZE,
         automated_labeling=AutomatedLabeling(enabled=False),
     )
     config.output_path.mkdir(parents=True)
@@ -103,7 +139,7 @@ def test_whole_job_labeled_in_browsers(
     contexts = []
     try:
         pages = []
-        for name in ("mouse-worker", "key-worker"):
+        for name in WORKERS:
             context = browser.new_context(viewport={"width": 1024, "height": 760})
             contexts.append(context)
             page = context.new_page()
@@ -112,13 +148,21 @@ def test_whole_job_labeled_in_browsers(
             pages.append(page)
 
         deadline = time.monotonic() + JOB_TIMEOUT_SECONDS
+        answered_by_first = 0
         while loop_thread.is_alive():
             assert time.monotonic() < deadline, "the job did not finish in time"
             answered = False
             for page, by_keyboard in zip(pages, (False, True), strict=True):
-                if page.locator("#task").is_visible():
-                    answer_current_task(page, store, by_keyboard=by_keyboard)
-                    answered = True
+                if not page.locator("#task").is_visible():
+                    continue
+                if screenshot_prefix and page is pages[0] and answered_by_first == 1:
+                    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+                    page.screenshot(
+                        path=str(SCREENSHOTS / f"{screenshot_prefix}-task.png")
+                    )
+                answer_current_task(page, store, by_keyboard=by_keyboard)
+                answered_by_first += page is pages[0]
+                answered = True
             if not answered:
                 time.sleep(0.3)
         loop_thread.join()
@@ -131,7 +175,14 @@ def test_whole_job_labeled_in_browsers(
         admin = contexts[0].new_page()
         admin.goto(admin_login_url(server.base_url, issue_admin_token(store)))
         expect(admin.locator("#report-link")).to_be_visible()
-        expect(admin.locator("#rounds tbody tr")).to_have_count(3)
+        expect(admin.locator("#rounds tbody tr")).to_have_count(rounds)
+        expect(admin.locator("#workers tbody tr")).to_have_count(len(WORKERS))
+        expect(admin.locator("#job-status")).to_have_text("completed")
+        if screenshot_prefix:
+            admin.screenshot(
+                path=str(SCREENSHOTS / f"{screenshot_prefix}-dashboard.png"),
+                full_page=True,
+            )
         admin.locator("#report-link").click()
         expect(admin).to_have_url(server.base_url + "/admin/report/report.html")
         assert admin.title()
@@ -145,12 +196,48 @@ def test_whole_job_labeled_in_browsers(
     answers = store.answers()
     store.close()
 
-    assert len(records) == N_ITEMS
+    assert len(records) == n_items
     for record in records:
-        metadata = record["topic-metadata"]
+        metadata = record[f"{attribute}-metadata"]
         assert metadata["human-annotated"] == "yes"
         assert metadata["class-name"] == record[TRUE_LABEL_KEY]
-    per_worker = {"mouse-worker": 0, "key-worker": 0}
+        assert record[attribute] == imported.class_names.index(record[TRUE_LABEL_KEY])
+    per_worker = dict.fromkeys(WORKERS, 0)
     for answer in answers:
         per_worker[answer.worker_id] += 1
-    assert per_worker == {"mouse-worker": N_ITEMS, "key-worker": N_ITEMS}
+    assert per_worker == dict.fromkeys(WORKERS, n_items)
+
+
+@pytest.mark.slow
+def test_whole_text_job_in_browsers(tmp_path: Path, shared_data: Path, browser) -> None:
+    imported = import_ag_news(tmp_path / "import", limit=60, seed=3)
+
+    run_job_in_browsers(
+        browser,
+        imported,
+        folder=tmp_path,
+        task_type=TaskType.TEXT_CLASSIFICATION,
+        job_name="web-ag-news",
+        attribute="topic",
+        rounds=3,
+    )
+
+
+@pytest.mark.slow
+def test_whole_image_job_in_browsers(
+    tmp_path: Path, shared_data: Path, browser
+) -> None:
+    if not (shared_data / "mnist").is_dir():
+        pytest.skip(f"MNIST not found under {shared_data}")
+    imported = import_mnist(tmp_path / "import", limit=40, seed=5)
+
+    run_job_in_browsers(
+        browser,
+        imported,
+        folder=tmp_path,
+        task_type=TaskType.IMAGE_CLASSIFICATION,
+        job_name="web-mnist",
+        attribute="digit",
+        rounds=2,
+        screenshot_prefix="whole-job-mnist",
+    )

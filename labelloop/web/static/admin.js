@@ -13,6 +13,7 @@
     "certified_error_bound",
     "human_labeled",
     "machine_labeled",
+    "expired_tasks",
   ];
   const COUNTERS = [
     "HumanLabeled",
@@ -20,6 +21,7 @@
     "TotalLabeled",
     "Unlabeled",
     "FailedNonRetryableError",
+    "Expired",
   ];
 
   const page = {
@@ -40,6 +42,13 @@
       return "–";
     }
     return Number.isInteger(value) ? String(value) : value.toFixed(4);
+  }
+
+  function percentOrDash(value) {
+    if (value === null || value === undefined) {
+      return "–";
+    }
+    return `${(100 * value).toFixed(1)} %`;
   }
 
   function showError(message) {
@@ -136,15 +145,22 @@
   function renderWorkers(workers) {
     renderTable(
       page.workers,
-      ["worker", "kind", "active", "tasks done", "median seconds", "agreement", "compared"],
+      [
+        "worker", "kind", "active", "tasks done", "median seconds", "agreement",
+        "compared", "estimated accuracy", "gold answers", "gold accuracy", "excluded",
+      ],
       workers.map((worker) => [
         worker.worker_id,
         worker.kind,
         worker.active ? "yes" : "no",
         String(worker.tasks_done),
         worker.median_seconds === null ? "–" : worker.median_seconds.toFixed(1),
-        worker.agreement === null ? "–" : `${(100 * worker.agreement).toFixed(1)} %`,
+        percentOrDash(worker.agreement),
         String(worker.compared),
+        percentOrDash(worker.estimated_accuracy),
+        String(worker.gold_answers),
+        percentOrDash(worker.gold_accuracy),
+        worker.excluded ? "yes" : "no",
       ]),
     );
   }

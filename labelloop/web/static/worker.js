@@ -91,6 +91,15 @@
     page.submit.disabled = false;
   }
 
+  // A shortcut key also moves the focus to its category, so Enter submits the
+  // category that has the focus ring.
+  function selectAndFocus(index) {
+    select(index);
+    if (state.task) {
+      state.buttons[index].focus();
+    }
+  }
+
   function render(task) {
     state.task = task;
     state.selected = null;
@@ -114,6 +123,12 @@
     page.task.hidden = false;
     page.task.dataset.itemId = String(task.item_id);
     page.task.dataset.assignmentId = String(task.assignment_id);
+    // Focus left on a category of the previous task would let a second Enter
+    // answer this task unseen. The task itself takes the focus, and the next
+    // Tab reaches the first category.
+    if (page.task.contains(document.activeElement)) {
+      page.task.focus();
+    }
     showStatus(`Task for item ${task.item_id}: choose a category.`);
     updateTimer();
   }
@@ -222,15 +237,24 @@
       return;
     }
     const focused = document.activeElement;
+    const focusedCategory = state.buttons.indexOf(focused);
     const onOtherButton = focused && focused.tagName === "BUTTON"
-      && !focused.classList.contains("category");
+      && focusedCategory === -1;
     if (event.key === "Enter") {
-      // Enter submits even when a category button has focus; on Skip or
-      // Log out it keeps its usual meaning.
-      if (!onOtherButton) {
-        event.preventDefault();
-        submitAnswer();
+      // On a category button Enter chooses that category and submits; with no
+      // button focused it submits the chosen category. On Skip, Submit or Log
+      // out it keeps its usual meaning. A held-down Enter submits once.
+      if (onOtherButton) {
+        return;
       }
+      event.preventDefault();
+      if (event.repeat) {
+        return;
+      }
+      if (focusedCategory !== -1) {
+        select(focusedCategory);
+      }
+      submitAnswer();
       return;
     }
     if (event.key === "Escape") {
@@ -241,7 +265,7 @@
     const index = state.shortcuts.get(event.key.toLowerCase());
     if (index !== undefined) {
       event.preventDefault();
-      select(index);
+      selectAndFocus(index);
     }
   }
 

@@ -1,0 +1,417 @@
+"""The labeling loop with the web workforce: expired tasks and a killed loop.
+
+Workers answer over real HTTP while the loop runs, in a thread beside a live
+server or as ``labelloop run`` in a subprocess beside ``labelloop serve``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from sqlalchemy import update
+
+from labelloop.config import (
+    AutomatedLabeling,
+    JobConfig,
+    TaskType,
+    WebWorkforce,
+    load_job_config,
+)
+from labelloop.importers import LABEL_CATEGORY_FILE_NAME, import_ag_news
+from labelloop.store import JobStore
+from labelloop.store.schema import Task, utcnow
+from labelloop.web import create_app, issue_admin_token
+
+from web_support import LiveServer, login
+
+N_ITEMS = 8
+LIFETIME_SECONDS = 60
+# Upper bound on each wait for the loop: loading the text model, a round, outputs.
+LOOP_TIMEOUT_SECONDS = 300
+
+
+def wait_until(condition, *, timeout: float, message: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.2)
+
+
+@dataclass
+class Labels:
+    """The label that every worker gives an item, chosen per item text in turn."""
+
+    categories: list[str]
+    by_text: dict[str, str] = field(default_factory=dict)
+
+    def of(self, text: str) -> str:
+        if text not in self.by_text:
+            position = len(self.by_text) % len(self.categories)
+            self.by_text[text] = self.categories[position]
+        return self.by_text[text]
+
+
+def answer_next(client: httpx.Client, labels: Labels) -> dict | None:
+    """Answer the client's next task; return it, or None when none is open."""
+    response = client.get("/api/tasks/next")
+    assert response.status_code == 200, response.text
+    task = response.json()["task"]
+    if task is None:
+        return None
+    answer = client.post(
+        f"/api/tasks/{task['assignment_id']}/answer",
+        json={"label": labels.of(task["text"])},
+    )
+    assert answer.status_code == 200, answer.text
+    return task
+
+
+def output_records(output_path: Path) -> list[dict]:
+    manifest = output_path / "manifests" / "output" / "output.manifest"
+    return [json.loads(line) for line in manifest.read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_expired_tasks_counted_in_report(tmp_path: Path, shared_data: Path) -> None:
+    imported = import_ag_news(tmp_path / "import", limit=N_ITEMS, seed=4)
+    config = JobConfig(
+        job_name="web-expiry",
+        task_type=TaskType.TEXT_CLASSIFICATION,
+        label_attribute_name="topic",
+        label_categories=tuple(imported.class_names),
+        input_manifest=imported.manifest,
+        output_path=tmp_path / "output",
+        workforce=WebWorkforce(poll_seconds=0.1),
+        workers_per_item=2,
+        task_availability_lifetime_seconds=LIFETIME_SECONDS,
+        human_batch_size=N_ITEMS,
+        automated_labeling=AutomatedLabeling(enabled=False),
+    )
+    config.output_path.mkdir(parents=True)
+    store = JobStore(config.database)
+    server = LiveServer(create_app(config, store))
+    server.start()
+    failures: list[BaseException] = []
+
+    def run_loop() -> None:
+        from labelloop.loop import run_job
+
+        try:
+            run_job(config)
+        except BaseException as error:  # reported by the assert below
+            failures.append(error)
+
+    loop_thread = threading.Thread(target=run_loop, daemon=True)
+    loop_thread.start()
+    try:
+        wait_until(
+            lambda: len(store.tasks()) == N_ITEMS,
+            timeout=LOOP_TIMEOUT_SECONDS,
+            message="the loop did not post its tasks",
+        )
+        alice = login(server, store, "alice")
+        bob = login(server, store, "bob")
+        labels = Labels(list(config.label_categories))
+        for _ in range(5):
+            assert answer_next(alice, labels) is not None
+            assert answer_next(bob, labels) is not None
+        partial = answer_next(alice, labels)
+        assert partial is not None
+
+        # The availability lifetime passes: the tasks were posted that long ago.
+        with store.session() as session:
+            session.execute(
+                update(Task).values(
+                    created_at=utcnow() - timedelta(seconds=LIFETIME_SECONDS + 1)
+                )
+            )
+        offered_after_lifetime = bob.get("/api/tasks/next").json()["task"]
+        loop_thread.join(timeout=LOOP_TIMEOUT_SECONDS)
+        assert not loop_thread.is_alive(), "the loop did not finish"
+        assert failures == []
+
+        admin = server.client()
+        token = issue_admin_token(store)
+        assert admin.get("/admin/login", params={"token": token}).status_code == 303
+        summary = admin.get("/api/admin/summary").json()
+        rounds = admin.get("/api/admin/rounds").json()
+        after_job = alice.get("/api/tasks/next").json()
+    finally:
+        server.stop()
+
+    report = json.loads((config.output_path / "report" / "report.json").read_text())
+    report_html = (config.output_path / "report" / "report.html").read_text()
+    records = output_records(config.output_path)
+    tasks = store.tasks()
+    store.close()
+
+    assert offered_after_lifetime is None
+    assert sorted(task.status for task in tasks) == ["complete"] * 5 + ["expired"] * 3
+    expired_items = {task.item_id for task in tasks if task.status == "expired"}
+    assert partial["item_id"] in expired_items
+    assert summary["job_status"] == "completed"
+    assert summary["counters"]["Expired"] == 3
+    assert rounds[0]["stats"]["expired_tasks"] == 3
+    assert after_job["task"] is None
+    assert after_job["message"] == "The job is finished. Thank you!"
+    assert report["counters"]["Expired"] == 3
+    assert report["counters"]["HumanLabeled"] == 6
+    assert report["counters"]["Unlabeled"] == 2
+    assert report["rounds"][0]["expired_tasks"] == 3
+    assert ">Expired<" in report_html
+    labeled = [record for record in records if "topic-metadata" in record]
+    assert len(records) == N_ITEMS
+    assert len(labeled) == 6
+    for record in labeled:
+        assert record["topic-metadata"]["human-annotated"] == "yes"
+        assert (
+            record["topic-metadata"]["class-name"] == labels.by_text[record["source"]]
+        )
+
+
+def labelloop_command() -> list[str]:
+    """Return the ``labelloop`` command of the Python that runs the tests."""
+    script = Path(sys.executable).with_name("labelloop")
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-m", "labelloop.cli"]
+
+
+def write_job_file(folder: Path, name: str) -> Path:
+    import_ag_news(folder / "data", limit=N_ITEMS, seed=6)
+    document = {
+        "job_name": name,
+        "task_type": "text-classification",
+        "label_attribute_name": "topic",
+        "label_category_file": f"data/{LABEL_CATEGORY_FILE_NAME}",
+        "input_manifest": "data/manifest.jsonl",
+        "output_path": "output",
+        "workforce": {"type": "web", "poll_seconds": 0.2},
+        "workers_per_item": 2,
+        "human_batch_size": N_ITEMS,
+        "automated_labeling": {"enabled": False},
+    }
+    path = folder / "job.yaml"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path
+
+
+def start(command: list[str], log: Path) -> subprocess.Popen:
+    with log.open("w") as stream:
+        return subprocess.Popen(
+            command,
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_killed_loop_resumes_open_tasks(tmp_path: Path, shared_data: Path) -> None:
+    job_file = write_job_file(tmp_path, "web-restart")
+    config = load_job_config(job_file)
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    labelloop = labelloop_command()
+    processes: list[subprocess.Popen] = []
+    clients: list[httpx.Client] = []
+
+    def add_worker(name: str) -> httpx.Client:
+        added = subprocess.run(
+            [*labelloop, "workers", "add", name, str(job_file), "--base-url", base_url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        link = added.stdout.strip().splitlines()[-1]
+        assert link.startswith(f"{base_url}/login?token="), added.stdout
+        client = httpx.Client(base_url=base_url, timeout=60)
+        clients.append(client)
+        assert client.get(link).status_code == 303
+        client.headers["X-CSRF-Token"] = client.get("/api/me").json()["csrf_token"]
+        return client
+
+    serve = start(
+        [*labelloop, "serve", str(job_file), "--port", str(port), "--no-run-loop"],
+        tmp_path / "serve.log",
+    )
+    processes.append(serve)
+    try:
+
+        def serving() -> bool:
+            try:
+                return httpx.get(f"{base_url}/openapi.json").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(serving, timeout=60, message="labelloop serve did not start")
+        alice = add_worker("alice")
+        bob = add_worker("bob")
+        first_run = start([*labelloop, "run", str(job_file)], tmp_path / "run-1.log")
+        processes.append(first_run)
+
+        def alice_has_task() -> bool:
+            return alice.get("/api/tasks/next").json()["task"] is not None
+
+        wait_until(
+            alice_has_task,
+            timeout=LOOP_TIMEOUT_SECONDS,
+            message="the loop did not post tasks",
+        )
+        labels = Labels(list(config.label_categories))
+        for _ in range(3):
+            assert answer_next(alice, labels) is not None
+        for _ in range(2):
+            assert answer_next(bob, labels) is not None
+        held = alice.get("/api/tasks/next").json()["task"]
+
+        first_run.send_signal(signal.SIGKILL)
+        first_run.wait(timeout=30)
+        # The server takes answers while the loop is down.
+        assert answer_next(bob, labels) is not None
+
+        store = JobStore(config.database)
+        tasks_before = store.tasks()
+        answers_before = {
+            (a.id, a.worker_id, a.item_id, a.value["class"]) for a in store.answers()
+        }
+        rounds_before = [(r.number, r.status) for r in store.rounds()]
+        store.close()
+
+        second_run = start([*labelloop, "run", str(job_file)], tmp_path / "run-2.log")
+        processes.append(second_run)
+        held_again = alice.get("/api/tasks/next").json()["task"]
+        deadline = time.monotonic() + LOOP_TIMEOUT_SECONDS
+        while second_run.poll() is None:
+            assert time.monotonic() < deadline, "the resumed loop did not finish"
+            answered_tasks = [answer_next(alice, labels), answer_next(bob, labels)]
+            if answered_tasks == [None, None]:
+                time.sleep(0.3)
+        second_log = (tmp_path / "run-2.log").read_text()
+        finished = alice.get("/api/tasks/next").json()
+    finally:
+        for client in clients:
+            client.close()
+        for process in reversed(processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                process.wait(timeout=30)
+
+    store = JobStore(config.database)
+    tasks_after = store.tasks()
+    answers_after = {
+        (a.id, a.worker_id, a.item_id, a.value["class"]) for a in store.answers()
+    }
+    rounds_after = [(r.number, r.status) for r in store.rounds()]
+    store.close()
+    records = output_records(config.output_path)
+
+    assert first_run.returncode == -signal.SIGKILL
+    assert [t.status for t in tasks_before] == ["open"] * N_ITEMS
+    assert rounds_before == [(1, "collecting")]
+    assert len(answers_before) == 6
+    assert held is not None
+    assert held_again is not None
+    assert held_again["assignment_id"] == held["assignment_id"]
+    assert second_run.returncode == 0, second_log
+    assert "resuming job web-restart" in second_log
+    assert [t.id for t in tasks_after] == [t.id for t in tasks_before]
+    assert rounds_after == [(1, "done")]
+    assert answers_before <= answers_after
+    assert len(answers_after) == 2 * N_ITEMS
+    assert finished["job_status"] == "completed"
+    assert len(records) == N_ITEMS
+    for record in records:
+        assert record["topic-metadata"]["human-annotated"] == "yes"
+        assert (
+            record["topic-metadata"]["class-name"] == labels.by_text[record["source"]]
+        )
+
+
+@pytest.mark.slow
+def test_serve_runs_loop_to_report(tmp_path: Path, shared_data: Path) -> None:
+    job_file = write_job_file(tmp_path, "web-serve-loop")
+    config = load_job_config(job_file)
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    labelloop = labelloop_command()
+    serve = start(
+        [*labelloop, "serve", str(job_file), "--port", str(port), "--run-loop"],
+        tmp_path / "serve.log",
+    )
+    clients: list[httpx.Client] = []
+    try:
+        owner_link = ""
+        deadline = time.monotonic() + 60
+        while "Owner dashboard" not in owner_link:
+            assert time.monotonic() < deadline, "labelloop serve printed no link"
+            time.sleep(0.2)
+            owner_link = (tmp_path / "serve.log").read_text()
+        owner_link = owner_link.split("(one-time link): ", 1)[1].split()[0]
+        workers = []
+        for name in ("alice", "bob"):
+            added = subprocess.run(
+                [*labelloop, "workers", "add", name, str(job_file)]
+                + ["--base-url", base_url],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=True,
+            )
+            client = httpx.Client(base_url=base_url, timeout=60)
+            clients.append(client)
+            link = added.stdout.strip().splitlines()[-1]
+            assert client.get(link).status_code == 303
+            client.headers["X-CSRF-Token"] = client.get("/api/me").json()["csrf_token"]
+            workers.append(client)
+        owner = httpx.Client(base_url=base_url, timeout=60)
+        clients.append(owner)
+        assert owner.get(owner_link).status_code == 303
+
+        labels = Labels(list(config.label_categories))
+        deadline = time.monotonic() + LOOP_TIMEOUT_SECONDS
+        while owner.get("/api/admin/summary").json()["report_url"] is None:
+            assert time.monotonic() < deadline, "the job did not finish"
+            if [answer_next(client, labels) for client in workers] == [None, None]:
+                time.sleep(0.3)
+        summary = owner.get("/api/admin/summary").json()
+        report = owner.get(summary["report_url"])
+    finally:
+        for client in clients:
+            client.close()
+        serve.send_signal(signal.SIGINT)
+        serve.wait(timeout=30)
+    log = (tmp_path / "serve.log").read_text()
+
+    assert summary["job_status"] == "completed"
+    assert summary["counters"]["HumanLabeled"] == N_ITEMS
+    assert summary["answers"] == 2 * N_ITEMS
+    assert report.status_code == 200
+    assert "web-serve-loop" in report.text
+    assert "labeling loop of job web-serve-loop finished" in log
+    assert serve.returncode == 0
+    for record in output_records(config.output_path):
+        assert record["topic-metadata"]["human-annotated"] == "yes"
+        assert (
+            record["topic-metadata"]["class-name"] == labels.by_text[record["source"]]
+        )
