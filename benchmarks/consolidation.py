@@ -15,7 +15,7 @@ Usage::
 
     python benchmarks/consolidation.py [--seeds 5] [--output FILE]
 
-The markdown table is printed and written to ``docs/benchmarks-consolidation.md``.
+The markdown table is printed and written to its section of ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -40,8 +40,11 @@ from labelloop.consolidation import (
 )
 from labelloop.data import data_dir
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import write_section  # noqa: E402
+
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_OUTPUT = REPOSITORY_ROOT / "docs" / "benchmarks-consolidation.md"
+DEFAULT_OUTPUT = REPOSITORY_ROOT / "docs" / "benchmarks.md"
 GOOD_WORKER_ACCURACIES = (0.55, 0.65, 0.75, 0.85, 0.95)
 MIN_ANSWERS = 2
 MAX_ANSWERS = 5
@@ -67,6 +70,8 @@ class PolicyScore:
     dawid_skene_accuracy: float
     majority_worker_error: float
     dawid_skene_worker_error: float
+    majority_worker_accuracy: dict[str, float]
+    dawid_skene_worker_accuracy: dict[str, float]
 
 
 def load_ag_news_labels(root: Path) -> tuple[np.ndarray, int]:
@@ -164,6 +169,7 @@ def score_policy(
     """Consolidate the collected answers with both methods and score them."""
     answers = collect_answers(crowd, answer_counts)
     scores = {}
+    estimates: dict[str, dict[str, float]] = {}
     for method in (MajorityVote(), DawidSkene()):
         result = method.consolidate(
             answers, n_classes=n_classes, rng=np.random.default_rng(seed)
@@ -178,12 +184,17 @@ def score_policy(
             ]
         )
         scores[method.name] = (float(np.mean(predicted == crowd.truth)), worker_error)
+        estimates[method.name] = {
+            worker: result.workers[worker].accuracy for worker in crowd.true_accuracy
+        }
     return PolicyScore(
         answers_per_item=float(answer_counts.mean()),
         majority_accuracy=scores["majority-vote"][0],
         dawid_skene_accuracy=scores["dawid-skene"][0],
         majority_worker_error=float(scores["majority-vote"][1]),
         dawid_skene_worker_error=float(scores["dawid-skene"][1]),
+        majority_worker_accuracy=estimates["majority-vote"],
+        dawid_skene_worker_accuracy=estimates["dawid-skene"],
     )
 
 
@@ -237,6 +248,62 @@ def format_table(all_results: dict[str, dict[str, list[PolicyScore]]]) -> str:
     return "\n".join(lines)
 
 
+def format_worker_table(
+    all_results: dict[str, dict[str, list[PolicyScore]]],
+    true_accuracy: dict[str, dict[str, float]],
+) -> str:
+    """Return each worker's true and recovered accuracy under fixed 3 answers."""
+    lines = [
+        "| dataset | worker | true accuracy | majority vote estimate "
+        "| Dawid-Skene estimate |",
+        "|---|---|---|---|---|",
+    ]
+    for dataset, by_policy in all_results.items():
+        scores = by_policy["fixed 3"]
+        for worker, accuracy in true_accuracy[dataset].items():
+            majority = np.mean([s.majority_worker_accuracy[worker] for s in scores])
+            dawid_skene = np.mean(
+                [s.dawid_skene_worker_accuracy[worker] for s in scores]
+            )
+            lines.append(
+                f"| {dataset} | {worker} | {accuracy:.3f} | {majority:.3f} "
+                f"| {dawid_skene:.3f} |"
+            )
+    return "\n".join(lines)
+
+
+def _mean_score(scores: list[PolicyScore], field: str) -> float:
+    return float(np.mean([getattr(score, field) for score in scores]))
+
+
+def format_savings(all_results: dict[str, dict[str, list[PolicyScore]]]) -> str:
+    """Return the answers each adaptive policy saves against fixed redundancy.
+
+    The fixed policy of equal Dawid-Skene accuracy is interpolated linearly
+    between fixed 3 and fixed 5 answers per item.
+    """
+    lines = [
+        "| dataset | policy | answers / item | fixed answers / item at equal "
+        "accuracy | answers saved |",
+        "|---|---|---|---|---|",
+    ]
+    for dataset, by_policy in all_results.items():
+        low = _mean_score(by_policy["fixed 3"], "dawid_skene_accuracy")
+        high = _mean_score(by_policy["fixed 5"], "dawid_skene_accuracy")
+        for policy, scores in by_policy.items():
+            if not policy.startswith("adaptive"):
+                continue
+            accuracy = _mean_score(scores, "dawid_skene_accuracy")
+            used = _mean_score(scores, "answers_per_item")
+            fraction = (accuracy - low) / (high - low) if high > low else 1.0
+            fixed = 3 + 2 * min(max(fraction, 0.0), 1.0)
+            lines.append(
+                f"| {dataset} | {policy} | {used:.2f} | {fixed:.2f} "
+                f"| {1 - used / fixed:.1%} |"
+            )
+    return "\n".join(lines)
+
+
 def cpu_model() -> str:
     """Return the CPU model name from /proc/cpuinfo, or the platform's name."""
     cpuinfo = Path("/proc/cpuinfo")
@@ -250,9 +317,7 @@ def cpu_model() -> str:
 def write_report(path: Path, table: str, *, seeds: list[int], seconds: float) -> None:
     """Write the benchmark page with its command, machine, date and table."""
     today = datetime.date.today().isoformat()
-    text = f"""# Consolidation benchmark
-
-Command: `python benchmarks/consolidation.py --seeds {len(seeds)}`
+    text = f"""Command: `python benchmarks/consolidation.py --seeds {len(seeds)}`
 
 Machine: `{platform.machine()}`, {cpu_model()}. Date: {today}. Wall time:
 {seconds:.0f} s.
@@ -273,8 +338,9 @@ the six workers.
 
 {table}
 """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    write_section(
+        "consolidation", "Consolidating several workers' answers", text, page=path
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -286,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         "--output",
         type=Path,
         default=DEFAULT_OUTPUT,
-        help=f"markdown file to write (default: {DEFAULT_OUTPUT})",
+        help=f"markdown page whose section is written (default: {DEFAULT_OUTPUT})",
     )
     args = parser.parse_args(argv)
 
@@ -302,15 +368,25 @@ def main(argv: list[str] | None = None) -> int:
     seeds = list(range(args.seeds))
     start = time.perf_counter()
     all_results = {}
+    true_accuracies: dict[str, dict[str, float]] = {}
     for dataset, loader in (
         ("AG News", load_ag_news_labels),
         ("CIFAR-10", load_cifar10_labels),
     ):
         truth, n_classes = loader(root)
         all_results[dataset] = benchmark_dataset(truth, n_classes, seeds)
+        true_accuracies[dataset] = simulate_crowd(truth, n_classes, 0).true_accuracy
     seconds = time.perf_counter() - start
 
-    table = format_table(all_results)
+    table = (
+        format_table(all_results)
+        + "\n\nRecovered worker accuracies, mean over seeds, with 3 answers per "
+        + "item:\n\n"
+        + format_worker_table(all_results, true_accuracies)
+        + "\n\nAnswers saved by adaptive redundancy against fixed redundancy of "
+        + "equal Dawid-Skene accuracy (interpolated between 3 and 5 answers):\n\n"
+        + format_savings(all_results)
+    )
     print(table)
     write_report(args.output, table, seeds=seeds, seconds=seconds)
     print(f"\nwritten to {args.output} in {seconds:.0f} s")

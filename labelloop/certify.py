@@ -169,19 +169,67 @@ def _scan(
     return accepted, tested, stop_reason
 
 
+#: The pilot start is the deepest rank whose predicted bound stays below this
+#: share of the allowed error. A pilot is small, so its error estimate is noisy:
+#: on simulated scores with 2,000 validation items, lowering the share from 0.85
+#: to 0.45 raised the certified coverage at every level of overconfidence
+#: tried (errors 1 to 6 times what the confidences claim), and lower shares
+#: gained nothing more.
+PILOT_START_MARGIN = 0.45
+
+
+def _pilot_start(
+    pilot_conf: np.ndarray,
+    pilot_correct: np.ndarray,
+    sorted_conf: np.ndarray,
+    *,
+    max_error: float,
+    delta: float,
+    min_rank: int,
+) -> int:
+    """Pick the first candidate rank from a separate pilot sample's labels.
+
+    The pilot's error rate above each of its confidences predicts the errors
+    of the certification items above the same confidence. The start is the
+    deepest certification rank whose bound, computed from that prediction, is
+    at most ``PILOT_START_MARGIN * max_error``, and no earlier than ``min_rank``.
+    """
+    order = np.argsort(-pilot_conf, kind="stable")
+    pilot_sorted = pilot_conf[order]
+    pilot_errors = np.cumsum(~pilot_correct[order])
+    # Number of certification items at or above each pilot confidence.
+    counts = np.searchsorted(-sorted_conf, -pilot_sorted, side="right")
+    best = min(min_rank, len(sorted_conf))
+    for position in range(len(pilot_sorted)):
+        count = int(counts[position])
+        if count < min_rank:
+            continue
+        rate = pilot_errors[position] / (position + 1)
+        expected = rate * count
+        bound = beta.ppf(1.0 - delta, expected + 1, max(count - expected, 1e-9))
+        if bound <= PILOT_START_MARGIN * max_error:
+            best = max(best, count)
+    return best
+
+
 def certify_threshold(
     confidences: np.ndarray,
     correct: np.ndarray,
     *,
     max_error: float,
     delta: float,
+    pilot: np.ndarray | None = None,
 ) -> ThresholdResult:
     """Find the lowest certified confidence threshold.
 
-    The scan starts at the deepest rank that the model's own confidences
-    predict to pass (see ``_predicted_start``). Splitting ``delta`` over several
-    starts was measured on simulated scores and lost coverage in every case,
-    so one sequence is scanned.
+    With ``pilot``, a mask of validation items drawn at random before any
+    label was seen, those items only choose where the scan starts (see
+    ``_pilot_start``) and the others certify. That costs certification power
+    but survives a model overconfident on its most confident items, where a
+    start predicted from its confidences lies far too deep. Without a pilot
+    the scan starts where the model's own confidences predict it to pass
+    (see ``_predicted_start``). Splitting ``delta`` over several starts lost
+    coverage on simulated scores in every case, so one sequence is scanned.
 
     Parameters
     ----------
@@ -200,6 +248,13 @@ def certify_threshold(
     """
     confidences = np.asarray(confidences, dtype=float)
     correct = np.asarray(correct, dtype=bool)
+    pilot_conf = pilot_correct = None
+    if pilot is not None:
+        pilot = np.asarray(pilot, dtype=bool)
+        pilot_conf = confidences[pilot]
+        pilot_correct = correct[pilot]
+        confidences = confidences[~pilot]
+        correct = correct[~pilot]
     n = len(confidences)
     min_rank = min_items_to_certify(max_error, delta)
     if n < min_rank:
@@ -220,9 +275,19 @@ def certify_threshold(
     order = np.argsort(-confidences, kind="stable")
     sorted_conf = confidences[order]
     cumulative_errors = np.cumsum(~correct[order])
-    start = _predicted_start(
-        sorted_conf, max_error=max_error, delta=delta, min_rank=min_rank
-    )
+    if pilot_conf is not None and len(pilot_conf) > 0:
+        start = _pilot_start(
+            pilot_conf,
+            pilot_correct,
+            sorted_conf,
+            max_error=max_error,
+            delta=delta,
+            min_rank=min_rank,
+        )
+    else:
+        start = _predicted_start(
+            sorted_conf, max_error=max_error, delta=delta, min_rank=min_rank
+        )
     best, tested, stop_reason = _scan(
         sorted_conf, cumulative_errors, start=start, max_error=max_error, delta=delta
     )
@@ -275,6 +340,7 @@ def plan_thresholds(
     max_error: float,
     delta: float,
     mode: str = "auto",
+    val_pilot: np.ndarray | None = None,
 ) -> ThresholdPlan:
     """Certify a global threshold, class-wise thresholds, or the better of both.
 
@@ -284,7 +350,8 @@ def plan_thresholds(
     times the items needed to certify among the validation predictions, a
     choice made without labels. Then each option gets half of ``delta``, and
     the one covering more of the pool wins, again a choice without labels.
-    Otherwise the global threshold gets all of ``delta``.
+    Otherwise the global threshold gets all of ``delta``. ``val_pilot`` marks
+    validation items that only choose where each scan starts.
     """
     if mode not in ("global", "class-wise", "auto"):
         raise ValueError(f"mode must be global, class-wise or auto, got {mode!r}")
@@ -298,7 +365,11 @@ def plan_thresholds(
 
     if mode in ("global", "auto"):
         result = certify_threshold(
-            val_confidences, val_correct, max_error=max_error, delta=share
+            val_confidences,
+            val_correct,
+            max_error=max_error,
+            delta=share,
+            pilot=val_pilot,
         )
         plans.append(
             ThresholdPlan(
@@ -318,6 +389,7 @@ def plan_thresholds(
                 np.asarray(val_correct)[mask],
                 max_error=max_error,
                 delta=share / n_classes,
+                pilot=None if val_pilot is None else np.asarray(val_pilot)[mask],
             )
             thresholds.append(result.threshold)
             results[str(label)] = result

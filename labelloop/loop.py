@@ -42,6 +42,10 @@ from labelloop.workforce import make_workforce
 
 logger = logging.getLogger(__name__)
 
+#: One in this many validation items is a pilot item, which chooses where the
+#: threshold scan starts instead of certifying.
+PILOT_FOLDS = 4
+
 #: Share of each later round's human batch drawn uniformly at random as new
 #: validation items; the rest is chosen by the query strategy.
 VALIDATION_SHARE = 0.25
@@ -458,6 +462,11 @@ class LabelingLoop:
 
         settings = self.config.automated_labeling
         delta = round_delta(1.0 - settings.confidence, number)
+        # A fixed random quarter of the validation items, drawn by id before
+        # any label is seen, chooses where the threshold scan starts.
+        pilot = (
+            fold_of(validation_ids, seed=self.config.seed + 1, n_folds=PILOT_FOLDS) == 0
+        )
         pool_pred = pool_proba.argmax(axis=1)
         pool_conf = pool_proba.max(axis=1)
         plan: ThresholdPlan
@@ -472,6 +481,7 @@ class LabelingLoop:
                 max_error=1.0 - settings.target_accuracy,
                 delta=delta,
                 mode=settings.threshold_mode,
+                val_pilot=pilot[eligible],
             )
         else:
             plan = reference_plan(

@@ -1,0 +1,80 @@
+"""Tests of the pilot sample that chooses where the threshold scan starts."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import binom
+
+from labelloop.certify import certify_threshold
+
+
+def overconfident_population(
+    *, seed: int, size: int, scale: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return confidences near 1 whose error is ``scale`` times ``1 - confidence``."""
+    rng = np.random.default_rng(seed)
+    confidences = 1.0 - 0.5 * rng.beta(0.6, 3.0, size=size)
+    correct = rng.random(size) >= np.clip(scale * (1.0 - confidences), 0.0, 1.0)
+    return confidences, correct
+
+
+def test_pilot_rescues_overconfident_model() -> None:
+    # Errors are four times what the confidences claim: a start predicted from
+    # the confidences lies too deep and fails at once, a pilot start does not.
+    confidences, correct = overconfident_population(seed=3, size=2000, scale=4.0)
+    pilot = np.random.default_rng(4).random(2000) < 0.25
+
+    without = certify_threshold(confidences, correct, max_error=0.05, delta=0.05)
+    with_pilot = certify_threshold(
+        confidences, correct, max_error=0.05, delta=0.05, pilot=pilot
+    )
+
+    assert not without.certified
+    assert with_pilot.certified
+    assert with_pilot.upper_bound <= 0.05
+
+
+def test_pilot_items_do_not_certify() -> None:
+    confidences = np.linspace(0.999, 0.5, 400)
+    correct = np.ones(400, dtype=bool)
+    pilot = np.zeros(400, dtype=bool)
+    pilot[::4] = True
+
+    result = certify_threshold(
+        confidences, correct, max_error=0.05, delta=0.05, pilot=pilot
+    )
+
+    assert result.n_validation == 300
+    assert result.n_above == 300
+
+
+def test_pilot_certification_holds_with_probability() -> None:
+    max_error, delta = 0.05, 0.1
+    n_runs, n_validation = 400, 1000
+    confidences, correct = overconfident_population(seed=11, size=200_000, scale=2.0)
+    order = np.argsort(-confidences)
+    sorted_confidences = confidences[order]
+    cumulative_errors = np.cumsum(~correct[order])
+
+    def true_error(threshold: float) -> float:
+        count = np.searchsorted(-sorted_confidences, -threshold, side="right")
+        return cumulative_errors[count - 1] / count
+
+    rng = np.random.default_rng(12)
+    violations = certified = 0
+    for _ in range(n_runs):
+        sample = rng.integers(0, len(confidences), size=n_validation)
+        pilot = rng.random(n_validation) < 0.25
+        result = certify_threshold(
+            confidences[sample],
+            correct[sample],
+            max_error=max_error,
+            delta=delta,
+            pilot=pilot,
+        )
+        if result.certified:
+            certified += 1
+            violations += true_error(result.threshold) > max_error
+
+    assert violations <= binom.ppf(0.999, n_runs, delta)
+    assert certified >= 0.3 * n_runs
