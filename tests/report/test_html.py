@@ -6,7 +6,9 @@ import base64
 import copy
 import io
 import math
+import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,13 @@ from labelloop.report import plots, write_html_report
 from labelloop.report.html import render_html
 from labelloop.report.tables import MAX_FAILURE_ROWS
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# Screenshots go to docs/ only when asked for, so a test run leaves the
+# tracked files alone; otherwise they go to a temporary folder.
+SCREENSHOTS = (
+    Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+    if os.environ.get("LABELLOOP_UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "labelloop-screenshots"
+)
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",

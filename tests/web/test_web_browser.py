@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from web_support import CHROMIUM, CHROMIUM_ARGS, Job, build_job, build_text_job
 
 from labelloop.web import add_worker, issue_admin_token
 from labelloop.web.workers import admin_login_url, login_url
 
+from web_support import CHROMIUM, CHROMIUM_ARGS, Job, build_job, build_text_job
+
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# Screenshots go to docs/ only when asked for, so a test run leaves the
+# tracked files alone; otherwise they go to a temporary folder.
+SCREENSHOTS = (
+    Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+    if os.environ.get("LABELLOOP_UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "labelloop-screenshots"
+)
 DESKTOP = {"width": 1024, "height": 760}
 PHONE = {"width": 375, "height": 740}
 

@@ -8,13 +8,14 @@ every label as human-annotated.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from web_support import CHROMIUM, CHROMIUM_ARGS, LiveServer
 
 from labelloop.config import AutomatedLabeling, JobConfig, TaskType, WebWorkforce
 from labelloop.importers import (
@@ -28,10 +29,18 @@ from labelloop.store.schema import Item
 from labelloop.web import add_worker, create_app, issue_admin_token
 from labelloop.web.workers import admin_login_url, login_url
 
+from web_support import CHROMIUM, CHROMIUM_ARGS, LiveServer
+
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# Screenshots go to docs/ only when asked for, so a test run leaves the
+# tracked files alone; otherwise they go to a temporary folder.
+SCREENSHOTS = (
+    Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+    if os.environ.get("LABELLOOP_UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.gettempdir()) / "labelloop-screenshots"
+)
 WORKERS = ("mouse-worker", "key-worker")
 BATCH_SIZE = 20
 # Upper bound on a whole job: feature extraction, its rounds, final outputs.
