@@ -124,7 +124,10 @@ def status(job_file: Path) -> None:
             f"job {config.job_name!r} has not started: no database at {database}; "
             f"start it with `labelloop run {job_file}`"
         )
-    store = JobStore(config.database)
+    try:
+        store = JobStore(config.database)
+    except LabelloopError as error:
+        raise click.ClickException(str(error)) from None
     try:
         job = store.job()
         out = Console()
@@ -182,9 +185,9 @@ def demo(output: Path, seed: int) -> None:
     """Label scikit-learn's handwritten digits with a simulated workforce."""
     from labelloop.demo import prepare_demo
 
-    job_file = prepare_demo(output, seed=seed)
-    console.print(f"Demo job file: {job_file}")
     try:
+        job_file = prepare_demo(output, seed=seed)
+        console.print(f"Demo job file: {job_file}")
         report = _run(job_file)
     except LabelloopError as error:
         raise click.ClickException(str(error)) from None

@@ -272,6 +272,17 @@ def read_label_category_file(path: Path) -> list[str]:
         raise ConfigError(
             f"label category file {path} is not valid JSON: {error}"
         ) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"label category file {path} is not UTF-8 text ({error.reason} at byte "
+            f"{error.start}); save it as UTF-8 JSON"
+        ) from None
+    except (OSError, ValueError, RecursionError) as error:
+        raise ConfigError(
+            f"cannot read label category file {path}: "
+            f"{getattr(error, 'strerror', None) or error}; give the path of a JSON "
+            "file"
+        ) from None
     labels = document.get("labels") if isinstance(document, dict) else None
     if not isinstance(labels, list):
         raise ConfigError(
@@ -314,6 +325,18 @@ def _allowed_fields(loc: tuple[str, ...]) -> str:
     return "; allowed fields: " + ", ".join(sorted(names))
 
 
+def _short_repr(value: Any) -> str:
+    """Repr of a value from the job file, cut short (YAML aliases can nest deeply)."""
+    return _REPR.repr(value)
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel = 2
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = 4
+_REPR.maxstring = 80
+_REPR.maxother = 80
+
+
 def _format_validation_error(error: ValidationError, source: str) -> str:
     lines = [f"invalid job file {source}:"]
     for problem in error.errors():
@@ -335,10 +358,11 @@ def _format_validation_error(error: ValidationError, source: str) -> str:
         elif loc == ("task_type",) and problem["type"] == "enum":
             supported = ", ".join(t.value for t in SUPPORTED_TASK_TYPES)
             lines.append(
-                f"  {field}: {value!r} is not a task type; use one of: {supported}"
+                f"  {field}: {_short_repr(value)} is not a task type; use one of: "
+                f"{supported}"
             )
         else:
-            lines.append(f"  {field}: {message} (got {value!r})")
+            lines.append(f"  {field}: {message} (got {_short_repr(value)})")
     return "\n".join(lines)
 
 
@@ -391,6 +415,16 @@ def load_job_config(path: Path) -> JobConfig:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"job file {path} not found") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"job file {path} is not UTF-8 text ({error.reason} at byte "
+            f"{error.start}); save it as UTF-8"
+        ) from None
+    except OSError as error:
+        raise ConfigError(
+            f"cannot read job file {path}: {error.strerror or error}; give the path "
+            "of a YAML file"
+        ) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as error:

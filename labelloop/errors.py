@@ -40,3 +40,7 @@ class RegistryError(LabelloopError):
 
 class MediaError(LabelloopError):
     """An image or other media file that cannot be opened or decoded."""
+
+
+class JobBusyError(LabelloopError):
+    """Another process is running the same job's loop."""

@@ -635,13 +635,23 @@ def run_job(
     -------
     dict
         The report (see ``labelloop.report.build_report``).
+
+    Raises
+    ------
+    labelloop.errors.JobBusyError
+        When another process is running the same job (see ``lock_job``).
     """
-    from labelloop.job import open_job
+    from labelloop.job import lock_job, open_job
     from labelloop.output import write_outputs
     from labelloop.report import build_report
 
     started = time.perf_counter()
-    store = open_job(config)
+    lock = lock_job(config)
+    try:
+        store = open_job(config)
+    except BaseException:
+        lock.release()
+        raise
     try:
         loop = LabelingLoop(config, store, progress=progress)
         loop.run(max_rounds=max_rounds)
@@ -658,3 +668,4 @@ def run_job(
         return report
     finally:
         store.close()
+        lock.release()

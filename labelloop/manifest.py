@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import reprlib
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,16 @@ SOURCE_REF_KEY = "source-ref"
 
 # Number of line errors quoted when a manifest has no valid line at all.
 _QUOTED_ERRORS = 5
+
+#: Deepest nesting of arrays and objects accepted in a line. A value nested near
+#: Python's recursion limit (1,000 frames by default) passes ``json.loads`` but
+#: fails in the JSON encoder when the record is stored, so the limit keeps a margin.
+MAX_NESTING = 100
+
+_TOO_DEEP = (
+    f"JSON arrays or objects nested more than {MAX_NESTING} levels deep; flatten "
+    "the line's values"
+)
 
 
 @dataclass(frozen=True)
@@ -169,6 +181,26 @@ def _parse_line(number: int, raw_line: bytes, base_dir: Path) -> ManifestItem:
             f"invalid JSON ({exc.msg} at column {exc.colno}); write each line as one "
             "complete JSON object",
         ) from None
+    except RecursionError:
+        raise ItemError(number, _TOO_DEEP) from None
+    except ValueError:
+        # json raises a plain ValueError for an integer longer than Python converts.
+        raise ItemError(
+            number,
+            f"a JSON integer has more than {sys.get_int_max_str_digits()} digits, "
+            "too many to read; write it as a string",
+        ) from None
+    if _nesting(record) > MAX_NESTING:
+        raise ItemError(number, _TOO_DEEP)
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ItemError(
+            number,
+            f"line contains a lone UTF-16 surrogate escape "
+            f"({exc.object[exc.start : exc.end]!r}), which is not a character and "
+            "cannot be stored or written as UTF-8; fix the \\u escape in the line",
+        ) from None
     if not isinstance(record, dict):
         raise ItemError(
             number,
@@ -205,6 +237,23 @@ def _parse_line(number: int, raw_line: bytes, base_dir: Path) -> ManifestItem:
         source=None,
         source_ref=_resolve_source_ref(number, record[SOURCE_REF_KEY], base_dir),
     )
+
+
+def _nesting(value: object) -> int:
+    """Return how deeply arrays and objects nest in a parsed JSON value."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        if isinstance(current, dict):
+            children = list(current.values())
+        elif isinstance(current, list):
+            children = current
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _check_source(number: int, value: object) -> str:
@@ -254,9 +303,21 @@ def _resolve_source_ref(number: int, value: object, base_dir: Path) -> Path:
 
     if not ref.is_absolute():
         ref = base_dir / ref
-    ref = ref.resolve()
-    if not ref.is_file():
-        state = "is not a file" if ref.exists() else "not found"
+    try:
+        ref = ref.resolve()
+        is_file = ref.is_file()
+        exists = is_file or ref.exists()
+    except (OSError, RuntimeError, ValueError) as exc:
+        # RuntimeError: a symlink loop; OSError: a name too long; ValueError: a
+        # null byte in the path.
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ItemError(
+            number,
+            f'"{SOURCE_REF_KEY}" {reprlib.repr(value)} cannot be used as a path '
+            f"({reason}); give the path of an existing file",
+        ) from None
+    if not is_file:
+        state = "is not a file" if exists else "not found"
         raise ItemError(
             number,
             f'"{SOURCE_REF_KEY}" file {str(ref)!r} {state}; relative paths are read '

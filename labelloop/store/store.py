@@ -21,8 +21,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from labelloop.errors import ConfigError
 from labelloop.store.schema import (
     GOLD_PURPOSE,
     GOLD_TASK_ROUND,
@@ -77,9 +79,25 @@ class JobStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine = make_engine(url)
-        Base.metadata.create_all(self.engine)
-        _add_missing_columns(self.engine)
+        try:
+            self.engine = make_engine(url)
+        except (ArgumentError, ImportError) as error:
+            # ImportError: the URL names a database whose driver is not installed.
+            raise ConfigError(
+                f"database_url {url!r} cannot be used: {error}; give a SQLAlchemy "
+                "URL such as sqlite:///path/job.db, with its driver installed"
+            ) from None
+        try:
+            Base.metadata.create_all(self.engine)
+            _add_missing_columns(self.engine)
+        except SQLAlchemyError as error:
+            self.engine.dispose()
+            reason = getattr(error, "orig", None) or error
+            raise ConfigError(
+                f"cannot open the job database {url}: {reason}; check that its "
+                "folder is writable and that the file is a labelloop job database, "
+                "or choose another output_path or database_url"
+            ) from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager

@@ -71,8 +71,13 @@ def admin_workers(context: Context, _admin: Admin) -> list[WorkerActivityOut]:
 def admin_report(name: str, context: Context, _admin: Admin) -> FileResponse:
     """Send a file of the job's report folder; only files inside it are served."""
     folder = context.report_dir.resolve()
-    target = (folder / name).resolve()
-    if not target.is_relative_to(folder) or not target.is_file():
+    try:
+        target = (folder / name).resolve()
+        found = target.is_relative_to(folder) and target.is_file()
+    except (OSError, RuntimeError, ValueError):
+        # A name too long, a symlink loop or a null byte names no report file.
+        found = False
+    if not found:
         raise WebRequestError(
             404,
             f"report file {name!r} not found; the report is written when the job ends",

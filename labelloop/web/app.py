@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 #: Default lifetime of a login session, in seconds (7 days).
 DEFAULT_SESSION_LIFETIME_SECONDS = 7 * 24 * 3600
+#: Largest request body accepted, in bytes; API bodies are a few hundred bytes.
+MAX_BODY_BYTES = 1 << 20
 
 # The pages load scripts and styles from /static only, so injected markup cannot
 # run script even if a page ever inserted item text as HTML.
@@ -125,6 +127,7 @@ def create_app(
 
     _add_error_handlers(app)
     # The middleware added last runs first, so error responses get the headers.
+    app.add_middleware(BodySizeLimitMiddleware)
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     app.include_router(worker_router)
@@ -209,6 +212,74 @@ class UnexpectedErrorMiddleware:
                 raise
             response = _internal_error(Request(scope), error)
             await response(scope, receive, send)
+
+
+class BodySizeLimitMiddleware:
+    """Send a 413 response to a request whose body is larger than `MAX_BODY_BYTES`.
+
+    A body announced by ``Content-Length`` is rejected before it is read; a
+    streamed body is counted as it arrives and rejected once it passes the
+    limit, so no request makes the server hold more than the limit in memory.
+    After the 413, the app sees the client as gone and its response is
+    dropped.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await self._reject_too_large(scope, receive, send)
+            return
+        received = 0
+        rejected = False
+        response_started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, rejected
+            if rejected:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    rejected = True
+                    if not response_started:
+                        await self._reject_too_large(scope, receive, send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal response_started
+            if rejected:
+                return
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            # The app may fail on the body cut short; the client has its 413.
+            if not rejected:
+                raise
+
+    async def _reject_too_large(
+        self, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        response = _reject(
+            Request(scope),
+            413,
+            f"request body is larger than {self.max_bytes} bytes; send a smaller body",
+        )
+        # The server closes the connection after the 413 and reads no more of it.
+        response.headers["Connection"] = "close"
+        await response(scope, receive, send)
 
 
 def _internal_error(request: Request, error: Exception) -> JSONResponse:
