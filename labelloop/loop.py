@@ -14,7 +14,6 @@ where it stopped:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -642,7 +641,7 @@ def run_job(
         When another process is running the same job (see ``lock_job``).
     """
     from labelloop.job import lock_job, open_job
-    from labelloop.output import write_outputs
+    from labelloop.output import output_paths, write_outputs
     from labelloop.report import build_report
 
     started = time.perf_counter()
@@ -662,9 +661,9 @@ def run_job(
         timing = dict(loop.timer.seconds)
         timing["total"] = time.perf_counter() - started
         report = build_report(config, store, timing=timing)
-        paths = write_outputs(config, store, report, model, info)
+        paths = output_paths(config)
         report["outputs"] = {name: str(value) for name, value in vars(paths).items()}
-        paths.report_json.write_text(json.dumps(report, indent=2), encoding="utf-8")
+        write_outputs(config, store, report, model, info)
         return report
     finally:
         store.close()

@@ -72,6 +72,11 @@ def _balanced_take(order: np.ndarray, predicted: np.ndarray, n: int) -> np.ndarr
     return np.array(chosen, dtype=int)
 
 
+def _most_ambiguous(order: np.ndarray, n: int, factor: float) -> np.ndarray:
+    """Return the first ``factor * n`` positions of ``order`` (at least ``n``)."""
+    return order[: max(n, int(math.ceil(factor * n)))]
+
+
 def margins(probabilities: np.ndarray) -> np.ndarray:
     """Return the gap between each row's two largest probabilities."""
     top_two = np.sort(probabilities, axis=1)[:, -2:]
@@ -162,7 +167,7 @@ class SampledMargin:
     ) -> np.ndarray:
         n = min(n, len(probabilities))
         order = _ranked(margins(probabilities), rng)
-        ambiguous = order[: max(n, int(math.ceil(self.factor * n)))]
+        ambiguous = _most_ambiguous(order, n, self.factor)
         return rng.choice(ambiguous, size=n, replace=False)
 
 
@@ -201,7 +206,7 @@ class ClusterMargin:
         order = _ranked(scores, rng)
         if features is None or n == 0 or n == len(order):
             return order[:n]
-        candidates = order[: max(n, int(math.ceil(self.factor * n)))]
+        candidates = _most_ambiguous(order, n, self.factor)
         if len(candidates) == n:
             return candidates
         kmeans = KMeans(
