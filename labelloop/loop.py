@@ -45,8 +45,14 @@ logger = logging.getLogger(__name__)
 #: threshold scan starts instead of certifying.
 PILOT_FOLDS = 4
 
+#: The model's hyperparameters are chosen again once the human labels have
+#: grown by this factor since they were last chosen; rounds in between reuse
+#: them, which keeps the search's cost to a few rounds of a job.
+RETUNE_GROWTH = 1.5
+
 #: Share of each later round's human batch drawn uniformly at random as new
-#: validation items; the rest is chosen by the query strategy.
+#: validation items, once a threshold has certified; the rest is chosen by the
+#: query strategy. Before that, whole batches are random.
 VALIDATION_SHARE = 0.25
 
 
@@ -238,16 +244,30 @@ class LabelingLoop:
                 query = open_for_humans
                 reason = "the remaining items fit in one human batch"
             else:
-                n_validation = int(round(VALIDATION_SHARE * size))
+                certified = any(
+                    previous.stats.get("machine_labeled")
+                    for previous in self.store.rounds()
+                )
+                share = VALIDATION_SHARE if certified else 1.0
+                n_validation = int(round(share * size))
                 validation = rng.choice(
                     open_for_humans, size=n_validation, replace=False
                 )
                 rest = np.setdiff1d(open_for_humans, validation)
-                query = self.select_queries(rest, size - n_validation, rng=rng)
+                query = (
+                    self.select_queries(rest, size - n_validation, rng=rng)
+                    if n_validation < size
+                    else np.array([], dtype=int)
+                )
                 reason = (
                     f"{n_validation} random validation items and {len(query)} "
                     f"chosen by {self.config.query_strategy}"
                 )
+                if not certified:
+                    reason += (
+                        "; every item is random until a threshold certifies, "
+                        "because certifying needs more validation items"
+                    )
 
         plan = {"validation": len(validation), "query": len(query), "reason": reason}
         self.store.start_round(
@@ -290,7 +310,7 @@ class LabelingLoop:
     def select_queries(
         self, candidates: np.ndarray, n: int, *, rng: np.random.Generator
     ) -> np.ndarray:
-        """Choose ``n`` of ``candidates`` with the query strategy and a model on all human labels."""
+        """Choose ``n`` of ``candidates`` by the query strategy, on all human labels."""
         ids, matrix = self.features()
         row = {item_id: position for position, item_id in enumerate(ids)}
         candidates = np.array([c for c in candidates if int(c) in row])
@@ -304,7 +324,10 @@ class LabelingLoop:
         started = time.perf_counter()
         train_ids = sorted(labels)
         model = make_model(
-            self.config.model, n_classes=self.n_classes, random_state=self.config.seed
+            self.config.model,
+            n_classes=self.n_classes,
+            random_state=self.config.seed,
+            **self.latest_model_params(),
         )
         model.fit(
             matrix[[row[i] for i in train_ids]],
@@ -406,6 +429,18 @@ class LabelingLoop:
             self.store.finish_round(number, machine_labels=[], stats=stats)
             return stats
 
+        all_ids = np.concatenate([query_ids, validation_ids])
+        tuned_on = self.latest_model_params_labels()
+        if tuned_on and len(all_ids) < RETUNE_GROWTH * tuned_on:
+            params = self.latest_model_params()
+            stats["model_params_labels"] = tuned_on
+        else:
+            params = self.tune_model(
+                matrix[[row[i] for i in all_ids]],
+                np.array([y_of[i] for i in all_ids]),
+            )
+            stats["model_params_labels"] = len(all_ids)
+        stats["model_params"] = params
         started = time.perf_counter()
         n_folds = self.config.automated_labeling.cross_fit_folds
         val_folds = fold_of(validation_ids, seed=self.config.seed, n_folds=n_folds)
@@ -422,6 +457,7 @@ class LabelingLoop:
                 self.config.model,
                 n_classes=self.n_classes,
                 random_state=self.config.seed,
+                **params,
             )
             model.fit(
                 matrix[[row[i] for i in train_ids]],
@@ -460,7 +496,14 @@ class LabelingLoop:
         )
 
         settings = self.config.automated_labeling
-        delta = round_delta(1.0 - settings.confidence, number)
+        # The error budget is split over the certification tests that ran,
+        # not over rounds: a round whose pilot predicts failure spends nothing.
+        test_number = 1 + sum(
+            1
+            for previous in self.store.rounds()
+            if previous.number < number and previous.stats.get("certification_test")
+        )
+        delta = round_delta(1.0 - settings.confidence, test_number)
         # A fixed random quarter of the validation items, drawn by id before
         # any label is seen, chooses where the threshold scan starts.
         pilot = (
@@ -500,9 +543,13 @@ class LabelingLoop:
         ]
         n_above = int(covered_val.sum())
         errors_above = int((~val_correct[covered_val]).sum())
+        tested = settings.threshold_method == "certified" and any(
+            result.tested > 0 for result in plan.results.values()
+        )
         stats.update(
             {
-                "delta": delta,
+                "certification_test": test_number if tested else None,
+                "delta": delta if tested else 0.0,
                 "eligible_validation_items": int(eligible.sum()),
                 "threshold_mode": plan.mode,
                 "thresholds": [
@@ -539,6 +586,38 @@ class LabelingLoop:
         )
         return stats
 
+    def tune_model(self, features: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+        """Return the hyperparameters the job's model chooses on these labels.
+
+        Models without a ``tune`` method, and label sets with one class, keep
+        their defaults.
+        """
+        model = make_model(
+            self.config.model, n_classes=self.n_classes, random_state=self.config.seed
+        )
+        tune = getattr(model, "tune", None)
+        if tune is None or len(np.unique(labels)) < 2:
+            return {}
+        started = time.perf_counter()
+        params = dict(tune(features, labels))
+        self.timer.add("training", started)
+        return params
+
+    def latest_model_params_labels(self) -> int:
+        """Return how many labels the newest hyperparameters were chosen on."""
+        for previous in reversed(self.store.rounds()):
+            if previous.stats.get("model_params"):
+                return int(previous.stats.get("model_params_labels") or 0)
+        return 0
+
+    def latest_model_params(self) -> dict[str, Any]:
+        """Return the hyperparameters the newest finished round trained with."""
+        for previous in reversed(self.store.rounds()):
+            params = previous.stats.get("model_params")
+            if params:
+                return dict(params)
+        return {}
+
     def train_final_model(self) -> tuple[Any, dict[str, Any]]:
         """Train the delivered model on every human label."""
         ids, matrix = self.features()
@@ -548,19 +627,23 @@ class LabelingLoop:
             for i, lab in self.store.labels().items()
             if lab.origin == "human" and i in row
         }
-        model = make_model(
-            self.config.model, n_classes=self.n_classes, random_state=self.config.seed
-        )
         train_ids = sorted(human)
+        train_features = matrix[[row[i] for i in train_ids]]
+        train_labels = np.array([human[i].value["class"] for i in train_ids], dtype=int)
+        params = self.tune_model(train_features, train_labels) if train_ids else {}
+        model = make_model(
+            self.config.model,
+            n_classes=self.n_classes,
+            random_state=self.config.seed,
+            **params,
+        )
         if train_ids:
-            model.fit(
-                matrix[[row[i] for i in train_ids]],
-                np.array([human[i].value["class"] for i in train_ids]),
-            )
+            model.fit(train_features, train_labels)
         info = {
             "training_items": len(train_ids),
             "features": self.extractor.name,
             "model": self.config.model,
+            "model_params": params,
         }
         return model, info
 

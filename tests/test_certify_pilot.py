@@ -78,3 +78,40 @@ def test_pilot_certification_holds_with_probability() -> None:
 
     assert violations <= binom.ppf(0.999, n_runs, delta)
     assert certified >= 0.3 * n_runs
+
+
+def test_pilot_predicting_failure_skips_the_test() -> None:
+    # One item in ten is wrong at every confidence: no threshold can reach 5%,
+    # the pilot sees it, and the scan does not run, so it spends no budget.
+    rng = np.random.default_rng(5)
+    confidences = rng.uniform(0.5, 1.0, size=1200)
+    correct = rng.random(1200) >= 0.10
+    pilot = rng.random(1200) < 0.25
+
+    result = certify_threshold(
+        confidences, correct, max_error=0.05, delta=0.05, pilot=pilot
+    )
+
+    assert not result.certified
+    assert result.tested == 0
+    assert result.stop_reason.startswith("not tested")
+
+
+def test_pilot_start_covers_more_than_top_items() -> None:
+    # Items above 0.75 confidence are 2% wrong, the rest 30%: a scan that
+    # starts at the few most confident items fails on their first error, a
+    # pilot start lies deep enough for the bound to reach 5%.
+    rng = np.random.default_rng(6)
+    coverages = []
+    for _ in range(12):
+        confidences = rng.uniform(0.5, 1.0, size=3000)
+        error_rate = np.where(confidences > 0.75, 0.02, 0.3)
+        correct = rng.random(3000) >= error_rate
+        pilot = rng.random(3000) < 0.25
+        result = certify_threshold(
+            confidences, correct, max_error=0.05, delta=0.03, pilot=pilot
+        )
+        coverages.append(result.n_above / result.n_validation)
+
+    assert sum(coverage > 0 for coverage in coverages) >= 10
+    assert np.median(coverages) >= 0.4

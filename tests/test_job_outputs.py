@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from itertools import pairwise
 from pathlib import Path
 
 import joblib
@@ -14,7 +15,8 @@ import pytest
 from labelloop.config import load_job_config
 from labelloop.demo import prepare_demo
 from labelloop.importers import import_ag_news
-from labelloop.loop import run_job
+from labelloop.loop import RETUNE_GROWTH, run_job
+from labelloop.models.heads import C_GRID
 
 from jobs_support import require_shared_data, write_job
 
@@ -143,3 +145,37 @@ def test_text_output_manifest_fields(tmp_path: Path) -> None:
         assert metadata["confidence"] >= 2 / 3 - 1e-9
     responses = read_jsonl(Path(report["outputs"]["worker_responses"]))
     assert len(responses) == 180
+
+
+def test_error_budget_spent_only_by_tests_that_ran(
+    digits_job: tuple[dict, Path],
+) -> None:
+    report, _ = digits_job
+    stats = [entry for entry in report["rounds"] if "certification_test" in entry]
+    tested = [entry for entry in stats if entry["certification_test"]]
+
+    assert tested, "no round ran a certification test"
+    assert [entry["certification_test"] for entry in tested] == list(
+        range(1, len(tested) + 1)
+    )
+    for entry in stats:
+        if not entry["certification_test"]:
+            assert entry["delta"] == 0.0
+            assert entry["machine_labeled"] == 0
+    assert sum(entry["delta"] for entry in stats) <= 0.05
+
+
+def test_hyperparameters_chosen_again_only_after_growth(
+    digits_job: tuple[dict, Path],
+) -> None:
+    report, _ = digits_job
+    trained = [entry for entry in report["rounds"] if entry.get("model_params")]
+    assert trained, "no round recorded its model's hyperparameters"
+    assert trained[0]["model_params"]["C"] in C_GRID
+    for previous, entry in pairwise(trained):
+        labels = entry["validation_items"] + entry["query_items"]
+        if labels < RETUNE_GROWTH * previous["model_params_labels"]:
+            assert entry["model_params"] == previous["model_params"]
+            assert entry["model_params_labels"] == previous["model_params_labels"]
+        else:
+            assert entry["model_params_labels"] == labels

@@ -10,6 +10,8 @@ from typing import Any, Protocol
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -27,6 +29,29 @@ class Classifier(Protocol):
         """Return an (n, n_classes) array of probabilities."""
         ...
 
+    def tune(self, features: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+        """Choose hyperparameters on ``labels`` and return them.
+
+        The loop calls this once per round on all its training labels and
+        passes the result to every cross-fitted copy, so the copies share
+        one setting and the costly search runs once.
+        """
+        ...
+
+
+#: Inverse regularization strengths that ``LogisticRegressionHead.tune`` tries.
+#: On 300 to 4,000 labels of each benchmark's features the best held-out
+#: log-loss fell inside this range: near 0.003 for MiniLM text embeddings and
+#: EfficientNet-Lite0's final layer, near 0.1 for its mid-level layers on digits.
+C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
+
+#: At most this many labels take part in the search; the chosen strength carries
+#: over to larger sets because the penalty does not grow with the set.
+TUNE_SAMPLE = 1500
+
+#: Folds of the search.
+TUNE_FOLDS = 3
+
 
 MODELS: Registry[Classifier] = Registry("model")
 
@@ -39,9 +64,10 @@ class LogisticRegressionHead:
     n_classes : int
         Number of classes; columns of ``predict_proba``.
     C : float, default=0.1
-        Inverse L2 regularization strength.
+        Inverse L2 regularization strength; ``tune`` chooses one from
+        ``C_GRID`` by cross-validated log-loss.
     random_state : int, default=0
-        Seed of the solver.
+        Seed of the solver and of the search's subsample.
     """
 
     def __init__(
@@ -71,6 +97,40 @@ class LogisticRegressionHead:
         self.pipeline_.fit(features, labels)
         return self
 
+    def tune(self, features: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+        """Choose ``C`` by stratified cross-validation and return ``{"C": C}``.
+
+        Sets ``self.C`` too. Keeps the current ``C`` when some class has fewer
+        labels than there are folds.
+        """
+        labels = np.asarray(labels, dtype=int)
+        rng = np.random.default_rng(self.random_state)
+        if len(labels) > TUNE_SAMPLE:
+            keep = np.sort(rng.choice(len(labels), size=TUNE_SAMPLE, replace=False))
+            features, labels = features[keep], labels[keep]
+        present, counts = np.unique(labels, return_counts=True)
+        if len(present) < 2 or counts.min() < TUNE_FOLDS:
+            return {"C": self.C}
+        folds = StratifiedKFold(
+            n_splits=TUNE_FOLDS, shuffle=True, random_state=self.random_state
+        )
+        losses = np.zeros(len(C_GRID))
+        for train, test in folds.split(features, labels):
+            scaler = StandardScaler().fit(features[train])
+            seen = scaler.transform(features[train])
+            held_out = scaler.transform(features[test])
+            for position, strength in enumerate(C_GRID):
+                model = LogisticRegression(
+                    C=strength, max_iter=2000, random_state=self.random_state
+                ).fit(seen, labels[train])
+                losses[position] += log_loss(
+                    labels[test],
+                    model.predict_proba(held_out),
+                    labels=model.classes_,
+                )
+        self.C = float(C_GRID[int(np.argmin(losses))])
+        return {"C": self.C}
+
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         probabilities = np.zeros((len(features), self.n_classes))
         if self.pipeline_ is None:
@@ -85,6 +145,11 @@ def _make_logistic(**kwargs: Any) -> LogisticRegressionHead:
     return LogisticRegressionHead(**kwargs)
 
 
-def make_model(name: str, *, n_classes: int, random_state: int) -> Classifier:
-    """Build the registered model ``name`` for ``n_classes`` classes."""
-    return MODELS.create(name, n_classes=n_classes, random_state=random_state)
+def make_model(
+    name: str, *, n_classes: int, random_state: int, **params: Any
+) -> Classifier:
+    """Build the registered model ``name`` for ``n_classes`` classes.
+
+    ``params`` are hyperparameters, such as those a model's ``tune`` returned.
+    """
+    return MODELS.create(name, n_classes=n_classes, random_state=random_state, **params)

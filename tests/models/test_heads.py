@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.datasets import load_digits
+from sklearn.metrics import log_loss
 
 from labelloop.errors import RegistryError
 from labelloop.models import MODELS, make_model
-from labelloop.models.heads import LogisticRegressionHead
+from labelloop.models.heads import C_GRID, LogisticRegressionHead
 from labelloop.registry import Registry
 
 
@@ -112,3 +114,57 @@ def test_empty_registry_unknown_message() -> None:
 
     with pytest.raises(RegistryError, match="unknown colour 'red'; registered: none"):
         registry.create("red")
+
+
+def test_tune_penalizes_more_when_most_features_are_noise() -> None:
+    labels = np.repeat(np.arange(3), 60)
+    clean = blobs(labels, n_features=4, seed=1)
+    noise = np.random.default_rng(2).normal(size=(len(labels), 400))
+    noisy = np.hstack([clean * 0.3, noise])
+
+    clean_c = LogisticRegressionHead(3).tune(clean, labels)["C"]
+    noisy_c = LogisticRegressionHead(3).tune(noisy, labels)["C"]
+
+    assert noisy_c < clean_c
+    assert {clean_c, noisy_c} <= set(C_GRID)
+
+
+def test_tune_keeps_c_when_a_class_is_too_small() -> None:
+    labels = np.array([0] * 30 + [1] * 30 + [2] * 2)
+    head = LogisticRegressionHead(3, C=0.05)
+
+    assert head.tune(blobs(labels), labels) == {"C": 0.05}
+    assert head.C == 0.05
+
+
+def test_tune_is_reproducible() -> None:
+    labels = np.repeat(np.arange(4), 500)
+    features = blobs(labels, n_features=30, seed=3)
+
+    first = LogisticRegressionHead(4, random_state=5).tune(features, labels)
+    second = LogisticRegressionHead(4, random_state=5).tune(features, labels)
+
+    assert first == second
+
+
+def test_tuned_head_no_worse_on_held_out_digits() -> None:
+    digits = load_digits()
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(digits.target))
+    train, test = order[:300], order[300:]
+    features, labels = digits.data.astype(float), digits.target
+
+    tuned = LogisticRegressionHead(10)
+    tuned.tune(features[train], labels[train])
+    tuned.fit(features[train], labels[train])
+    default = LogisticRegressionHead(10).fit(features[train], labels[train])
+
+    tuned_loss = log_loss(labels[test], tuned.predict_proba(features[test]))
+    default_loss = log_loss(labels[test], default.predict_proba(features[test]))
+    assert tuned_loss <= default_loss + 1e-9
+
+
+def test_make_model_passes_tuned_params() -> None:
+    model = make_model("logistic-regression", n_classes=3, random_state=0, C=0.003)
+
+    assert model.C == 0.003
