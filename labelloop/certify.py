@@ -105,6 +105,22 @@ class ThresholdResult:
     def certified(self) -> bool:
         return math.isfinite(self.threshold)
 
+    @classmethod
+    def uncertified(
+        cls, n_validation: int, reason: str, *, start_rank: int = 0, tested: int = 0
+    ) -> ThresholdResult:
+        """Return the result of a scan that certified no threshold."""
+        return cls(
+            threshold=math.inf,
+            n_above=0,
+            errors_above=0,
+            upper_bound=1.0,
+            start_rank=start_rank,
+            tested=tested,
+            n_validation=n_validation,
+            stop_reason=reason,
+        )
+
 
 #: The start is the deepest rank whose predicted bound stays below this share
 #: of the allowed error, a margin for a model somewhat overconfident.
@@ -297,18 +313,10 @@ def certify_threshold(
     n = len(confidences)
     min_rank = min_items_to_certify(max_error, delta)
     if n < min_rank:
-        return ThresholdResult(
-            threshold=math.inf,
-            n_above=0,
-            errors_above=0,
-            upper_bound=1.0,
-            start_rank=0,
-            tested=0,
-            n_validation=n,
-            stop_reason=(
-                f"{n} validation items, fewer than the {min_rank} needed to "
-                f"certify {max_error:.1%} error at {1 - delta:.1%} confidence"
-            ),
+        return ThresholdResult.uncertified(
+            n,
+            f"{n} validation items, fewer than the {min_rank} needed to "
+            f"certify {max_error:.1%} error at {1 - delta:.1%} confidence",
         )
 
     order = np.argsort(-confidences, kind="stable")
@@ -324,19 +332,10 @@ def certify_threshold(
             min_rank=min_rank,
         )
         if pilot_start is None:
-            return ThresholdResult(
-                threshold=math.inf,
-                n_above=0,
-                errors_above=0,
-                upper_bound=1.0,
-                start_rank=0,
-                tested=0,
-                n_validation=n,
-                stop_reason=(
-                    f"not tested: by the {len(pilot_conf)} pilot items, no "
-                    f"threshold would pass with probability "
-                    f"{MIN_PASS_PROBABILITY:.0%}"
-                ),
+            return ThresholdResult.uncertified(
+                n,
+                f"not tested: by the {len(pilot_conf)} pilot items, no "
+                f"threshold would pass with probability {MIN_PASS_PROBABILITY:.0%}",
             )
         start = pilot_start
     else:
@@ -347,15 +346,8 @@ def certify_threshold(
         sorted_conf, cumulative_errors, start=start, max_error=max_error, delta=delta
     )
     if best is None:
-        return ThresholdResult(
-            threshold=math.inf,
-            n_above=0,
-            errors_above=0,
-            upper_bound=1.0,
-            start_rank=start,
-            tested=tested,
-            n_validation=n,
-            stop_reason=stop_reason,
+        return ThresholdResult.uncertified(
+            n, stop_reason, start_rank=start, tested=tested
         )
     rank, errors, bound = best
     return ThresholdResult(

@@ -18,6 +18,8 @@ from labelloop.certify import (
     round_delta,
 )
 
+from certify_support import ScoredPopulation
+
 BOUND_CASES = [
     (0, 1, 0.05),
     (0, 59, 0.05),
@@ -225,31 +227,13 @@ def test_result_counts_match_threshold(seed: int) -> None:
     assert result.upper_bound <= max_error
 
 
-def _population(scale: float, *, seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Return confidences skewed towards 1 and whether each prediction is right.
-
-    The error probability is ``scale * (1 - confidence)``: 1 is calibrated,
-    above 1 overconfident.
-    """
-    rng = np.random.default_rng(seed)
-    confidences = 1.0 - 0.5 * rng.beta(0.6, 3.0, size=size)
-    error_probability = np.clip(scale * (1.0 - confidences), 0.0, 1.0)
-    correct = rng.random(size) >= error_probability
-    return confidences, correct
-
-
 @pytest.mark.parametrize("scale", [1.0, 1.25])
 def test_certified_error_holds_with_probability(scale: float) -> None:
     max_error, delta = 0.05, 0.1
     n_runs, n_validation = 800, 1000
-    confidences, correct = _population(scale, seed=11, size=200_000)
-    order = np.argsort(-confidences)
-    sorted_confidences = confidences[order]
-    cumulative_errors = np.cumsum(~correct[order])
-
-    def true_error(threshold: float) -> float:
-        count = np.searchsorted(-sorted_confidences, -threshold, side="right")
-        return cumulative_errors[count - 1] / count
+    population = ScoredPopulation(seed=11, size=200_000, scale=scale)
+    confidences, correct = population.confidences, population.correct
+    true_error = population.true_error
 
     rng = np.random.default_rng(12)
     violations = certified = naive_violations = 0

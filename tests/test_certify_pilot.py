@@ -7,21 +7,14 @@ from scipy.stats import binom
 
 from labelloop.certify import certify_threshold
 
-
-def overconfident_population(
-    *, seed: int, size: int, scale: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Return confidences near 1 whose error is ``scale`` times ``1 - confidence``."""
-    rng = np.random.default_rng(seed)
-    confidences = 1.0 - 0.5 * rng.beta(0.6, 3.0, size=size)
-    correct = rng.random(size) >= np.clip(scale * (1.0 - confidences), 0.0, 1.0)
-    return confidences, correct
+from certify_support import ScoredPopulation
 
 
 def test_pilot_rescues_overconfident_model() -> None:
     # Errors are four times what the confidences claim: a start predicted from
     # the confidences lies too deep and fails at once, a pilot start does not.
-    confidences, correct = overconfident_population(seed=3, size=2000, scale=4.0)
+    population = ScoredPopulation(seed=3, size=2000, scale=4.0)
+    confidences, correct = population.confidences, population.correct
     pilot = np.random.default_rng(4).random(2000) < 0.25
 
     without = certify_threshold(confidences, correct, max_error=0.05, delta=0.05)
@@ -51,14 +44,9 @@ def test_pilot_items_do_not_certify() -> None:
 def test_pilot_certification_holds_with_probability() -> None:
     max_error, delta = 0.05, 0.1
     n_runs, n_validation = 400, 1000
-    confidences, correct = overconfident_population(seed=11, size=200_000, scale=2.0)
-    order = np.argsort(-confidences)
-    sorted_confidences = confidences[order]
-    cumulative_errors = np.cumsum(~correct[order])
-
-    def true_error(threshold: float) -> float:
-        count = np.searchsorted(-sorted_confidences, -threshold, side="right")
-        return cumulative_errors[count - 1] / count
+    population = ScoredPopulation(seed=11, size=200_000, scale=2.0)
+    confidences, correct = population.confidences, population.correct
+    true_error = population.true_error
 
     rng = np.random.default_rng(12)
     violations = certified = 0

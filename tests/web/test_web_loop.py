@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -23,19 +22,13 @@ import pytest
 import yaml
 from sqlalchemy import update
 
-from labelloop.config import (
-    AutomatedLabeling,
-    JobConfig,
-    TaskType,
-    WebWorkforce,
-    load_job_config,
-)
+from labelloop.config import TaskType, load_job_config
 from labelloop.importers import LABEL_CATEGORY_FILE_NAME, import_ag_news
 from labelloop.store import JobStore
 from labelloop.store.schema import Task, utcnow
-from labelloop.web import create_app, issue_admin_token
+from labelloop.web import issue_admin_token
 
-from web_support import LiveServer, login
+from web_support import login, start_web_loop
 
 N_ITEMS = 8
 LIFETIME_SECONDS = 60
@@ -87,35 +80,17 @@ def output_records(output_path: Path) -> list[dict]:
 @pytest.mark.slow
 def test_expired_tasks_counted_in_report(tmp_path: Path, shared_data: Path) -> None:
     imported = import_ag_news(tmp_path / "import", limit=N_ITEMS, seed=4)
-    config = JobConfig(
+    web_loop = start_web_loop(
+        tmp_path,
+        imported,
         job_name="web-expiry",
         task_type=TaskType.TEXT_CLASSIFICATION,
-        label_attribute_name="topic",
-        label_categories=tuple(imported.class_names),
-        input_manifest=imported.manifest,
-        output_path=tmp_path / "output",
-        workforce=WebWorkforce(poll_seconds=0.1),
-        workers_per_item=2,
-        task_availability_lifetime_seconds=LIFETIME_SECONDS,
+        attribute="topic",
+        poll_seconds=0.1,
         human_batch_size=N_ITEMS,
-        automated_labeling=AutomatedLabeling(enabled=False),
+        task_availability_lifetime_seconds=LIFETIME_SECONDS,
     )
-    config.output_path.mkdir(parents=True)
-    store = JobStore(config.database)
-    server = LiveServer(create_app(config, store))
-    server.start()
-    failures: list[BaseException] = []
-
-    def run_loop() -> None:
-        from labelloop.loop import run_job
-
-        try:
-            run_job(config)
-        except BaseException as error:  # reported by the assert below
-            failures.append(error)
-
-    loop_thread = threading.Thread(target=run_loop, daemon=True)
-    loop_thread.start()
+    config, store, server = web_loop.config, web_loop.store, web_loop.server
     try:
         wait_until(
             lambda: len(store.tasks()) == N_ITEMS,
@@ -139,9 +114,9 @@ def test_expired_tasks_counted_in_report(tmp_path: Path, shared_data: Path) -> N
                 )
             )
         offered_after_lifetime = bob.get("/api/tasks/next").json()["task"]
-        loop_thread.join(timeout=LOOP_TIMEOUT_SECONDS)
-        assert not loop_thread.is_alive(), "the loop did not finish"
-        assert failures == []
+        web_loop.thread.join(timeout=LOOP_TIMEOUT_SECONDS)
+        assert not web_loop.thread.is_alive(), "the loop did not finish"
+        assert web_loop.failures == []
 
         admin = server.client()
         token = issue_admin_token(store)

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from labelloop.config import AutomatedLabeling, JobConfig, TaskType, WebWorkforce
+from labelloop.config import TaskType
 from labelloop.importers import (
     TRUE_LABEL_KEY,
     ImportResult,
@@ -26,10 +25,10 @@ from labelloop.importers import (
 )
 from labelloop.store import JobStore
 from labelloop.store.schema import Item
-from labelloop.web import add_worker, create_app, issue_admin_token
+from labelloop.web import add_worker, issue_admin_token
 from labelloop.web.workers import admin_login_url, login_url
 
-from web_support import CHROMIUM, CHROMIUM_ARGS, LiveServer
+from web_support import CHROMIUM, CHROMIUM_ARGS, start_web_loop
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -117,34 +116,16 @@ def run_job_in_browsers(
     to the documentation's screenshots.
     """
     n_items = len(imported.manifest.read_text().splitlines())
-    config = JobConfig(
+    web_loop = start_web_loop(
+        folder,
+        imported,
         job_name=job_name,
         task_type=task_type,
-        label_attribute_name=attribute,
-        label_categories=tuple(imported.class_names),
-        input_manifest=imported.manifest,
-        output_path=folder / "output",
-        workforce=WebWorkforce(poll_seconds=0.2),
-        workers_per_item=2,
+        attribute=attribute,
+        poll_seconds=0.2,
         human_batch_size=BATCH_SIZE,
-        automated_labeling=AutomatedLabeling(enabled=False),
     )
-    config.output_path.mkdir(parents=True)
-    store = JobStore(config.database)
-    server = LiveServer(create_app(config, store))
-    server.start()
-    failures: list[BaseException] = []
-
-    def run_loop() -> None:
-        from labelloop.loop import run_job
-
-        try:
-            run_job(config)
-        except BaseException as error:  # reported by the assert below
-            failures.append(error)
-
-    loop_thread = threading.Thread(target=run_loop, daemon=True)
-    loop_thread.start()
+    config, store, server = web_loop.config, web_loop.store, web_loop.server
     contexts = []
     try:
         pages = []
@@ -158,7 +139,7 @@ def run_job_in_browsers(
 
         deadline = time.monotonic() + JOB_TIMEOUT_SECONDS
         answered_by_first = 0
-        while loop_thread.is_alive():
+        while web_loop.thread.is_alive():
             assert time.monotonic() < deadline, "the job did not finish in time"
             answered = False
             for page, by_keyboard in zip(pages, (False, True), strict=True):
@@ -174,8 +155,8 @@ def run_job_in_browsers(
                 answered = True
             if not answered:
                 time.sleep(0.3)
-        loop_thread.join()
-        assert failures == []
+        web_loop.thread.join()
+        assert web_loop.failures == []
 
         for page in pages:
             expect(page.locator("#status")).to_contain_text(

@@ -7,15 +7,21 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
 
-from labelloop.config import JobConfig, TaskType, WebWorkforce
-from labelloop.importers import import_ag_news, import_cifar10, import_mnist
+from labelloop.config import AutomatedLabeling, JobConfig, TaskType, WebWorkforce
+from labelloop.importers import (
+    ImportResult,
+    import_ag_news,
+    import_cifar10,
+    import_mnist,
+)
 from labelloop.manifest import read_manifest, write_manifest
 from labelloop.store import JobStore
-from labelloop.web import add_worker
+from labelloop.web import add_worker, create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -170,6 +176,69 @@ class LiveServer:
         self.server.should_exit = True
         self._thread.join(timeout=20)
         self._socket.close()
+
+
+@dataclass
+class WebLoop:
+    """A job's labeling loop running in a thread beside a live server of the job."""
+
+    config: JobConfig
+    store: JobStore
+    server: LiveServer
+    thread: threading.Thread
+    #: Exceptions raised by the loop, empty unless it failed.
+    failures: list[BaseException]
+
+
+def start_web_loop(
+    folder: Path,
+    imported: ImportResult,
+    *,
+    job_name: str,
+    task_type: TaskType,
+    attribute: str,
+    poll_seconds: float,
+    human_batch_size: int,
+    **config_fields: Any,
+) -> WebLoop:
+    """Create a web job of the imported items, start its server, then its loop.
+
+    Each item goes to two workers, automated labeling is off and
+    ``config_fields`` sets further `JobConfig` fields. The loop runs in a
+    daemon thread. The caller stops the server and closes the store.
+    """
+    config = JobConfig(
+        job_name=job_name,
+        task_type=task_type,
+        label_attribute_name=attribute,
+        label_categories=tuple(imported.class_names),
+        input_manifest=imported.manifest,
+        output_path=folder / "output",
+        workforce=WebWorkforce(poll_seconds=poll_seconds),
+        workers_per_item=2,
+        human_batch_size=human_batch_size,
+        automated_labeling=AutomatedLabeling(enabled=False),
+        **config_fields,
+    )
+    config.output_path.mkdir(parents=True)
+    store = JobStore(config.database)
+    server = LiveServer(create_app(config, store))
+    server.start()
+    failures: list[BaseException] = []
+
+    def run_loop() -> None:
+        from labelloop.loop import run_job
+
+        try:
+            run_job(config)
+        except BaseException as error:  # the test asserts that none was raised
+            failures.append(error)
+
+    thread = threading.Thread(target=run_loop, daemon=True)
+    thread.start()
+    return WebLoop(
+        config=config, store=store, server=server, thread=thread, failures=failures
+    )
 
 
 def login(server: LiveServer, store: JobStore, name: str) -> httpx.Client:
