@@ -81,10 +81,18 @@ def _print_summary(report: dict[str, Any]) -> None:
         table.add_row(name, str(value))
     Console().print(table)
     machine = report.get("machine_labels") or {}
-    if machine.get("count"):
+    bound = machine.get("certified_error_bound")
+    if machine.get("count") and bound is not None:
         Console().print(
             f"Machine labels: {machine['count']}, certified error bound "
-            f"{machine['certified_error_bound']:.2%} at {report['confidence']:.0%} confidence"
+            f"{bound:.2%} at {report['confidence']:.0%} confidence"
+        )
+    elif machine.get("count"):
+        estimated = machine.get("estimated_accuracy")
+        Console().print(
+            f"Machine labels: {machine['count']}, not certified "
+            f"({report.get('guarantee', '')})"
+            + (f"; estimated accuracy {estimated:.2%}" if estimated is not None else "")
         )
     measured = report.get("measured") or {}
     if measured.get("machine_accuracy") is not None:
