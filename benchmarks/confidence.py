@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sqlite3
 import sys
 from pathlib import Path
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(f"| {dataset} | `{extractor}` | {name} | {cells} |")
         print(rows[-len(FUNCTIONS) :], flush=True)
 
-    command = "python benchmarks/confidence.py " + " ".join(
+    command = "python benchmarks/confidence.py " + shlex.join(
         argv if argv is not None else sys.argv[1:]
     )
     body = (

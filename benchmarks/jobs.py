@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -433,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps([vars(run) for run in runs], indent=2))
-    command = "python benchmarks/jobs.py " + " ".join(
+    command = "python benchmarks/jobs.py " + shlex.join(
         argv if argv is not None else sys.argv[1:]
     )
     body = (
