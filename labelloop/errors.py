@@ -44,3 +44,7 @@ class MediaError(LabelloopError):
 
 class JobBusyError(LabelloopError):
     """Another process is running the same job's loop."""
+
+
+class DatabaseMissingError(LabelloopError):
+    """The job's database file was deleted or replaced while the job ran."""

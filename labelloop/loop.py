@@ -661,6 +661,7 @@ class LabelingLoop:
             )
         self.quality.prepare_gold()
         while True:
+            self.store.check_file()
             rounds = self.store.rounds()
             current = rounds[-1] if rounds else None
             if current is None or current.status == "done":

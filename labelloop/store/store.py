@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -24,7 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from labelloop.errors import ConfigError
+from labelloop.errors import ConfigError, DatabaseMissingError
 from labelloop.store.schema import (
     GOLD_PURPOSE,
     GOLD_TASK_ROUND,
@@ -56,6 +57,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    """Return the device and inode of ``path``, or None if it does not exist."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (status.st_dev, status.st_ino)
 
 
 def make_engine(url: str) -> Engine:
@@ -99,6 +109,26 @@ class JobStore:
                 "or choose another output_path or database_url"
             ) from None
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.path = self.engine.url.database if url.startswith("sqlite") else None
+        if self.path in ("", ":memory:"):
+            self.path = None
+        self._file_id = _file_id(self.path) if self.path else None
+
+    def check_file(self) -> None:
+        """Raise ``DatabaseMissingError`` if the SQLite file is gone or replaced.
+
+        SQLite keeps writing to a deleted file through its open handle, so
+        without this check a job whose ``job.db`` was removed would go on and
+        lose every answer it records. Other databases pass.
+        """
+        if self.path is None:
+            return
+        if _file_id(self.path) != self._file_id:
+            raise DatabaseMissingError(
+                f"the job database {self.path} was deleted or replaced while the "
+                "job ran; answers recorded since then are lost. Restore the file "
+                "from a backup or delete the output folder, then run the job again"
+            )
 
     @contextmanager
     def session(self) -> Iterator[Session]:

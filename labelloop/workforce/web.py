@@ -43,6 +43,7 @@ class WebWorkers:
     def collect(self, store: JobStore, round_number: int) -> list[int]:
         logger.info("round %s: waiting for web workers' answers", round_number)
         while True:
+            store.check_file()
             tasks = {task.id: task for task in store.tasks(round_number=round_number)}
             counts = store.answer_counts(round_number)
             failed = {item.id for item in store.items(status="failed")}
