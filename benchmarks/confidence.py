@@ -9,10 +9,14 @@ coverage of a function at error ``e`` is the largest share of the scored items
 whose most confident part has error at most ``e``: what a perfect threshold on
 that score could machine-label.
 
-The functions: the top class probability; the same after temperature scaling
-fitted on the calibration split; the margin between the two top probabilities;
-the negative entropy; and the top probability of the mean of five heads trained
-on bootstrap samples of the training split.
+The functions compared:
+
+- the top class probability;
+- the same after temperature scaling fitted on the calibration split;
+- the margin between the two top probabilities;
+- the negative entropy;
+- the top probability of the mean of five heads trained on bootstrap samples
+  of the training split.
 
 The features come from the job databases that ``benchmarks/jobs.py`` left under
 ``benchmarks/.work``; run it first on the same datasets.
@@ -25,9 +29,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
-import sqlite3
 import sys
 from pathlib import Path
 
@@ -35,9 +37,10 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 
-from labelloop.models import make_model
+from labelloop.models import make_model, tune_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from jobs import coverage, job_features  # noqa: E402
 from record import provenance, write_section  # noqa: E402
 
 WORK = Path(__file__).resolve().parent / ".work"
@@ -53,35 +56,15 @@ ERRORS = (0.03, 0.05)
 
 def load_features(dataset: str) -> tuple[np.ndarray, np.ndarray, str]:
     """Return the cached features, true classes and feature name of a dataset."""
-    for database in sorted((WORK / dataset).glob("*-seed-*/out/job.db")):
-        with sqlite3.connect(database) as connection:
-            rows = connection.execute(
-                "select f.extractor, f.vector, i.record from features f "
-                "join items i on i.id = f.item_id order by i.id"
-            ).fetchall()
-        if not rows:
-            continue
-        names = sorted({json.loads(record)["true-label"] for _, _, record in rows})
-        index = {name: position for position, name in enumerate(names)}
-        features = np.stack(
-            [np.frombuffer(vector, np.float32) for _, vector, _ in rows]
-        )
-        labels = np.array(
-            [index[json.loads(record)["true-label"]] for *_, record in rows]
-        )
-        return features, labels, rows[0][0]
+    for job_file in sorted((WORK / dataset).glob("*-seed-*/job.yaml")):
+        if (job_file.parent / "out" / "job.db").exists():
+            found = job_features(job_file)
+            if found is not None:
+                return found
     raise SystemExit(
         f"no cached features for {dataset} under {WORK}; run "
         f"`python benchmarks/jobs.py --datasets {dataset}` first"
     )
-
-
-def coverage(score: np.ndarray, wrong: np.ndarray, max_error: float) -> float:
-    """Return the largest top share by ``score`` with error at most ``max_error``."""
-    order = np.argsort(-score, kind="stable")
-    error = np.cumsum(wrong[order]) / np.arange(1, len(order) + 1)
-    within = np.flatnonzero(error <= max_error)
-    return float((within[-1] + 1) / len(order)) if len(within) else 0.0
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -112,9 +95,13 @@ def compare(
         )
         return model.fit(features[rows], labels[rows])
 
-    params = make_model(
-        "logistic-regression", n_classes=n_classes, random_state=seed
-    ).tune(features[train], labels[train])
+    params = tune_model(
+        "logistic-regression",
+        n_classes=n_classes,
+        random_state=seed,
+        features=features[train],
+        labels=labels[train],
+    )
     head = trained(train, **params)
     probabilities = head.predict_proba(features[test])
     logits = np.log(np.clip(probabilities, 1e-12, 1.0))

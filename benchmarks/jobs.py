@@ -30,7 +30,7 @@ import yaml
 from labelloop.config import load_job_config
 from labelloop.importers import import_dataset
 from labelloop.job import open_job
-from labelloop.models import make_model
+from labelloop.models import make_model, tune_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import provenance, write_section  # noqa: E402
@@ -167,25 +167,17 @@ def copy_features(source_db: Path, job_file: Path) -> None:
 ORACLE_BUDGETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.35)
 
 
-def oracle_floor(
-    job_file: Path, *, target: float, seed: int
-) -> dict[str, float] | None:
-    """Return the fewest human labels any threshold on the job's model could need.
+def job_features(job_file: Path) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """Return a finished job's cached features, true classes and feature name.
 
-    For each budget in ``ORACLE_BUDGETS``, the job's model is tuned and
-    trained on that share of the items, drawn at random with their true
-    labels, and scores the rest. With the true labels known, the largest set
-    of its most confident items with error at most ``1 - target`` is what a
-    perfect threshold could machine-label; humans label everything else. The
-    floor is the smallest human share over the budgets. Reads the features
-    and true labels from the finished job's database.
+    Classes index the job's label categories. Returns None when the job has no
+    true-label key or no single feature extractor.
     """
     config = load_job_config(job_file)
     key = getattr(config.workforce, "true_label_key", None)
     if key is None:
         return None
-    names = list(config.label_categories)
-    index = {name: position for position, name in enumerate(names)}
+    index = {name: position for position, name in enumerate(config.label_categories)}
     with sqlite3.connect(config.output_path / "job.db") as connection:
         extractors = [
             row[0]
@@ -206,33 +198,63 @@ def oracle_floor(
             value = json.loads(record).get(key) if record else None
             if value in index and item_id in vectors:
                 truth[item_id] = index[value]
-    if len(truth) < 100:
+    ids = sorted(truth)
+    if not ids:
         return None
-    ids = np.array(sorted(truth))
     features = np.stack([np.frombuffer(vectors[i], dtype=np.float32) for i in ids])
-    labels = np.array([truth[i] for i in ids])
+    return features, np.array([truth[i] for i in ids]), extractors[0]
+
+
+def coverage(score: np.ndarray, wrong: np.ndarray, max_error: float) -> float:
+    """Return the largest top share by ``score`` with error at most ``max_error``."""
+    order = np.argsort(-score, kind="stable")
+    error = np.cumsum(wrong[order]) / np.arange(1, len(order) + 1)
+    within = np.flatnonzero(error <= max_error)
+    return float((within[-1] + 1) / len(order)) if len(within) else 0.0
+
+
+def oracle_floor(
+    job_file: Path, *, target: float, seed: int
+) -> dict[str, float] | None:
+    """Return the fewest human labels any threshold on the job's model could need.
+
+    For each budget in ``ORACLE_BUDGETS``, the job's model is tuned and
+    trained on that share of the items, drawn at random with their true
+    labels, and scores the rest. With the true labels known, a perfect
+    threshold could machine-label the largest set of its most confident items
+    whose error is at most ``1 - target``. Humans label everything else. The
+    floor is the smallest human share over the budgets. Reads the features
+    and true labels from the finished job's database.
+    """
+    found = job_features(job_file)
+    if found is None or len(found[1]) < 100:
+        return None
+    features, labels, _ = found
+    config = load_job_config(job_file)
+    n_classes = len(config.label_categories)
     rng = np.random.default_rng(seed)
     best = {"human_share": 1.0, "budget": 1.0}
     for budget in ORACLE_BUDGETS:
-        order = rng.permutation(len(ids))
-        n_train = int(round(budget * len(ids)))
+        order = rng.permutation(len(labels))
+        n_train = int(round(budget * len(labels)))
         train, rest = order[:n_train], order[n_train:]
         if len(np.unique(labels[train])) < 2:
             continue
-        model = make_model(config.model, n_classes=len(names), random_state=seed)
-        params = (
-            model.tune(features[train], labels[train]) if hasattr(model, "tune") else {}
+        params = tune_model(
+            config.model,
+            n_classes=n_classes,
+            random_state=seed,
+            features=features[train],
+            labels=labels[train],
         )
         model = make_model(
-            config.model, n_classes=len(names), random_state=seed, **params
+            config.model, n_classes=n_classes, random_state=seed, **params
         )
         model.fit(features[train], labels[train])
         probabilities = model.predict_proba(features[rest])
-        ranked = np.argsort(-probabilities.max(axis=1), kind="stable")
-        wrong = probabilities.argmax(axis=1)[ranked] != labels[rest][ranked]
-        error = np.cumsum(wrong) / np.arange(1, len(rest) + 1)
-        within = np.flatnonzero(error <= 1.0 - target)
-        machine = (within[-1] + 1) / len(ids) if len(within) else 0.0
+        wrong = probabilities.argmax(axis=1) != labels[rest]
+        share = coverage(probabilities.max(axis=1), wrong, 1.0 - target)
+        machine = share * len(rest) / len(labels)
         if 1.0 - machine < best["human_share"]:
             best = {"human_share": float(1.0 - machine), "budget": budget}
     return best

@@ -190,7 +190,7 @@ def _scan(
 
 
 #: A scan runs only where the pilot gives its start at least this probability
-#: of passing; a failed test spends its share of the budget for nothing.
+#: of passing, because a failed test spends its share of the budget for nothing.
 MIN_PASS_PROBABILITY = 0.5
 
 
@@ -220,7 +220,7 @@ def _pilot_start(
     max_error: float,
     delta: float,
     min_rank: int,
-) -> tuple[int | None, float]:
+) -> int | None:
     """Pick the first candidate rank from a separate pilot sample's labels.
 
     For each pilot confidence, the pilot items above it give a posterior
@@ -235,13 +235,9 @@ def _pilot_start(
     deep enough for a bound to reach the target, instead of at the few most
     confident items, whose first error ends the scan.
 
-    Returns
-    -------
-    start : int or None
-        None when no rank passes with probability ``MIN_PASS_PROBABILITY``:
-        the test would most likely fail, and skipping it saves its budget.
-    probability : float
-        The predicted probability that the start passes.
+    Returns None when no rank passes with probability
+    ``MIN_PASS_PROBABILITY``, because the test would most likely fail and
+    skipping it saves its budget.
     """
     order = np.argsort(-pilot_conf, kind="stable")
     pilot_sorted = pilot_conf[order]
@@ -253,7 +249,7 @@ def _pilot_start(
     usable = counts >= min_rank
     usable[usable] = limits[counts[usable]] >= 0
     if not usable.any():
-        return None, 0.0
+        return None
     counts, positions = counts[usable], positions[usable]
     errors = pilot_errors[usable].astype(float)
     probabilities = betabinom.cdf(
@@ -261,10 +257,9 @@ def _pilot_start(
     )
     # The first maximum is the shallowest start of equal probability.
     best_at = int(np.argmax(probabilities))
-    best, best_probability = int(counts[best_at]), float(probabilities[best_at])
-    if best_probability < MIN_PASS_PROBABILITY:
-        return None, best_probability
-    return best, best_probability
+    if probabilities[best_at] < MIN_PASS_PROBABILITY:
+        return None
+    return int(counts[best_at])
 
 
 def certify_threshold(
@@ -323,7 +318,7 @@ def certify_threshold(
     sorted_conf = confidences[order]
     cumulative_errors = np.cumsum(~correct[order])
     if pilot_conf is not None and pilot_correct is not None and len(pilot_conf):
-        pilot_start, _ = _pilot_start(
+        pilot_start = _pilot_start(
             pilot_conf,
             pilot_correct,
             sorted_conf,

@@ -32,7 +32,7 @@ from labelloop.config import JobConfig
 from labelloop.consolidation import get_consolidator
 from labelloop.features.base import ProgressCallback
 from labelloop.features.cache import ensure_features, make_extractor
-from labelloop.models import make_model
+from labelloop.models import make_model, tune_model
 from labelloop.quality import WorkerQualityTracker
 from labelloop.reference_thresholds import reference_plan
 from labelloop.store import JobStore
@@ -46,8 +46,8 @@ logger = logging.getLogger(__name__)
 PILOT_FOLDS = 4
 
 #: The model's hyperparameters are chosen again once the human labels have
-#: grown by this factor since they were last chosen; rounds in between reuse
-#: them, which keeps the search's cost to a few rounds of a job.
+#: grown by this factor since they were last chosen. Rounds in between reuse
+#: them, so the search runs in only a few rounds of a job.
 RETUNE_GROWTH = 1.5
 
 #: Share of each later round's human batch drawn uniformly at random as new
@@ -327,7 +327,7 @@ class LabelingLoop:
             self.config.model,
             n_classes=self.n_classes,
             random_state=self.config.seed,
-            **self.latest_model_params(),
+            **self.latest_tuning()[0],
         )
         model.fit(
             matrix[[row[i] for i in train_ids]],
@@ -430,9 +430,8 @@ class LabelingLoop:
             return stats
 
         all_ids = np.concatenate([query_ids, validation_ids])
-        tuned_on = self.latest_model_params_labels()
+        params, tuned_on = self.latest_tuning()
         if tuned_on and len(all_ids) < RETUNE_GROWTH * tuned_on:
-            params = self.latest_model_params()
             stats["model_params_labels"] = tuned_on
         else:
             params = self.tune_model(
@@ -587,36 +586,28 @@ class LabelingLoop:
         return stats
 
     def tune_model(self, features: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-        """Return the hyperparameters the job's model chooses on these labels.
-
-        Models without a ``tune`` method, and label sets with one class, keep
-        their defaults.
-        """
-        model = make_model(
-            self.config.model, n_classes=self.n_classes, random_state=self.config.seed
-        )
-        tune = getattr(model, "tune", None)
-        if tune is None or len(np.unique(labels)) < 2:
-            return {}
+        """Return the hyperparameters the job's model chooses on these labels."""
         started = time.perf_counter()
-        params = dict(tune(features, labels))
+        params = tune_model(
+            self.config.model,
+            n_classes=self.n_classes,
+            random_state=self.config.seed,
+            features=features,
+            labels=labels,
+        )
         self.timer.add("training", started)
         return params
 
-    def latest_model_params_labels(self) -> int:
-        """Return how many labels the newest hyperparameters were chosen on."""
-        for previous in reversed(self.store.rounds()):
-            if previous.stats.get("model_params"):
-                return int(previous.stats.get("model_params_labels") or 0)
-        return 0
+    def latest_tuning(self) -> tuple[dict[str, Any], int]:
+        """Return the newest chosen hyperparameters and the labels they were chosen on.
 
-    def latest_model_params(self) -> dict[str, Any]:
-        """Return the hyperparameters the newest finished round trained with."""
+        Both are empty (``{}`` and 0) before any round chose them.
+        """
         for previous in reversed(self.store.rounds()):
             params = previous.stats.get("model_params")
             if params:
-                return dict(params)
-        return {}
+                return dict(params), int(previous.stats.get("model_params_labels") or 0)
+        return {}, 0
 
     def train_final_model(self) -> tuple[Any, dict[str, Any]]:
         """Train the delivered model on every human label."""

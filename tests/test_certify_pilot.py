@@ -69,8 +69,8 @@ def test_pilot_certification_holds_with_probability() -> None:
 
 
 def test_pilot_predicting_failure_skips_the_test() -> None:
-    # One item in ten is wrong at every confidence: no threshold can reach 5%,
-    # the pilot sees it, and the scan does not run, so it spends no budget.
+    # One item in ten is wrong at every confidence, so no threshold can reach
+    # 5%. The pilot predicts this, and the scan does not run or spend budget.
     rng = np.random.default_rng(5)
     confidences = rng.uniform(0.5, 1.0, size=1200)
     correct = rng.random(1200) >= 0.10

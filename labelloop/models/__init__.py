@@ -1,5 +1,5 @@
 """Classifiers trained on human labels over cached item features."""
 
-from labelloop.models.heads import MODELS, Classifier, make_model
+from labelloop.models.heads import MODELS, Classifier, make_model, tune_model
 
-__all__ = ["MODELS", "Classifier", "make_model"]
+__all__ = ["MODELS", "Classifier", "make_model", "tune_model"]

@@ -45,7 +45,7 @@ class Classifier(Protocol):
 #: EfficientNet-Lite0's final layer, near 0.1 for its mid-level layers on digits.
 C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
 
-#: At most this many labels take part in the search; the chosen strength carries
+#: At most this many labels take part in the search. The chosen strength carries
 #: over to larger sets because the penalty does not grow with the set.
 TUNE_SAMPLE = 1500
 
@@ -143,6 +143,26 @@ class LogisticRegressionHead:
 @MODELS.register("logistic-regression")
 def _make_logistic(**kwargs: Any) -> LogisticRegressionHead:
     return LogisticRegressionHead(**kwargs)
+
+
+def tune_model(
+    name: str,
+    *,
+    n_classes: int,
+    random_state: int,
+    features: np.ndarray,
+    labels: np.ndarray,
+) -> dict[str, Any]:
+    """Return the hyperparameters the registered model ``name`` chooses on labels.
+
+    Models without a ``tune`` method, and label sets with one class, keep their
+    defaults, so the result is empty.
+    """
+    model = make_model(name, n_classes=n_classes, random_state=random_state)
+    tune = getattr(model, "tune", None)
+    if tune is None or len(np.unique(labels)) < 2:
+        return {}
+    return dict(tune(features, labels))
 
 
 def make_model(

@@ -129,7 +129,7 @@ def test_tune_penalizes_more_when_most_features_are_noise() -> None:
     assert {clean_c, noisy_c} <= set(C_GRID)
 
 
-def test_tune_keeps_c_when_a_class_is_too_small() -> None:
+def test_tune_keeps_c_for_tiny_class() -> None:
     labels = np.array([0] * 30 + [1] * 30 + [2] * 2)
     head = LogisticRegressionHead(3, C=0.05)
 
