@@ -228,9 +228,7 @@ def _pilot_start(
     beta-binomial predictive gives the probability that the certifying items
     above it pass the first test. The start is the rank most likely to pass:
     the scan goes deeper from there on its own, so a start deeper than that
-    adds little coverage and risks the whole test. On simulated scores whose
-    error grows smoothly as confidence falls, this certified more often than
-    the start with the most items expected to pass. Where the most
+    adds little coverage and risks the whole test. Where the most
     confident items are already a little wrong (2% on AG News), it starts
     deep enough for a bound to reach the target, instead of at the few most
     confident items, whose first error ends the scan.
