@@ -28,6 +28,7 @@ import numpy as np
 import yaml
 
 from labelloop.config import load_job_config
+from labelloop.features.cache import make_corpus_features
 from labelloop.importers import import_dataset
 from labelloop.job import open_job
 from labelloop.models import make_model, tune_model
@@ -170,7 +171,8 @@ ORACLE_BUDGETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.35)
 def job_features(job_file: Path) -> tuple[np.ndarray, np.ndarray, str] | None:
     """Return a finished job's cached features, true classes and feature name.
 
-    Classes index the job's label categories. Returns None when the job has no
+    Classes index the job's label categories. Text jobs whose preset adds corpus
+    features get them appended, as the loop does. Returns None when the job has no
     true-label key or no single feature extractor.
     """
     config = load_job_config(job_file)
@@ -198,10 +200,18 @@ def job_features(job_file: Path) -> tuple[np.ndarray, np.ndarray, str] | None:
             value = json.loads(record).get(key) if record else None
             if value in index and item_id in vectors:
                 truth[item_id] = index[value]
+        texts = dict(connection.execute("select id, text from items"))
     ids = sorted(truth)
     if not ids:
         return None
     features = np.stack([np.frombuffer(vectors[i], dtype=np.float32) for i in ids])
+    corpus = make_corpus_features(config)
+    if corpus is not None:
+        # The loop learns the topics from every valid item, as here.
+        valid = sorted(vectors)
+        extra = corpus.fit_transform([texts[i] or "" for i in valid])
+        position = {item_id: k for k, item_id in enumerate(valid)}
+        features = np.hstack([features, extra[[position[i] for i in ids]]])
     return features, np.array([truth[i] for i in ids]), extractors[0]
 
 

@@ -31,7 +31,12 @@ from labelloop.certify import (
 from labelloop.config import JobConfig
 from labelloop.consolidation import get_consolidator
 from labelloop.features.base import ProgressCallback
-from labelloop.features.cache import ensure_features, make_extractor
+from labelloop.features.cache import (
+    add_corpus_features,
+    ensure_features,
+    make_corpus_features,
+    make_extractor,
+)
 from labelloop.models import make_model, tune_model
 from labelloop.quality import WorkerQualityTracker
 from labelloop.reference_thresholds import reference_plan
@@ -151,6 +156,7 @@ class LabelingLoop:
         self.class_names = list(config.label_categories)
         self.n_classes = len(self.class_names)
         self.extractor = make_extractor(config, store)
+        self.corpus = make_corpus_features(config, store)
         self.workforce = make_workforce(config, self.class_names)
         self.consolidator = get_consolidator(config.consolidation)
         self.quality = WorkerQualityTracker(
@@ -174,9 +180,11 @@ class LabelingLoop:
         """Return ``(item_ids, matrix)`` of every valid item, extracting once."""
         if self._features is None:
             started = time.perf_counter()
-            self._features = ensure_features(
+            ids, matrix = ensure_features(
                 self.store, self.extractor, progress=self.progress
             )
+            matrix = add_corpus_features(self.store, ids, matrix, self.corpus)
+            self._features = (ids, matrix)
             self.timer.add("features", started)
         return self._features
 
@@ -632,7 +640,9 @@ class LabelingLoop:
             model.fit(train_features, train_labels)
         info = {
             "training_items": len(train_ids),
-            "features": self.extractor.name,
+            "features": self.extractor.name
+            + (f"+{self.corpus.name}" if self.corpus is not None else ""),
+            "corpus_features": self.corpus,
             "model": self.config.model,
             "model_params": params,
         }

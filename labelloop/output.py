@@ -139,6 +139,7 @@ def write_model(
             "model": model,
             "class_names": list(config.label_categories),
             "features": info["features"],
+            "corpus_features": info.get("corpus_features"),
         },
         paths.model,
     )
@@ -158,7 +159,8 @@ def write_model(
         "",
         "Load it with `joblib.load(path)`: a dict with `model` (its `predict_proba` "
         "takes feature vectors), `class_names` and `features`, the extractor that "
-        "the vectors must come from.",
+        "the vectors must come from. Where `corpus_features` is not None, its "
+        "`transform(texts)` gives columns to append to the extractor's vectors.",
         "",
     ]
     paths.model_card.write_text("\n".join(card), encoding="utf-8")

@@ -14,6 +14,7 @@ import pytest
 
 from labelloop.config import load_job_config
 from labelloop.demo import prepare_demo
+from labelloop.features.text import load_minilm
 from labelloop.importers import import_ag_news
 from labelloop.loop import RETUNE_GROWTH, run_job
 from labelloop.models.heads import C_GRID
@@ -145,6 +146,15 @@ def test_text_output_manifest_fields(tmp_path: Path) -> None:
         assert metadata["confidence"] >= 2 / 3 - 1e-9
     responses = read_jsonl(Path(report["outputs"]["worker_responses"]))
     assert len(responses) == 180
+
+    # The saved model scores new text from the embedder plus the saved topics.
+    saved = joblib.load(report["outputs"]["model"])
+    assert saved["features"] == "text-minilm-l6-v2+tfidf-lsa128"
+    texts = [line["source"] for line in lines]
+    embedded = load_minilm().encode(texts, normalize_embeddings=True)
+    vectors = np.hstack([embedded, saved["corpus_features"].transform(texts)])
+    predicted = saved["model"].predict_proba(vectors).argmax(axis=1)
+    assert (predicted == np.array([line["category"] for line in lines])).mean() > 0.9
 
 
 def test_error_budget_spent_only_by_tests_that_ran(

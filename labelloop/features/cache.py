@@ -15,6 +15,7 @@ from labelloop.features.base import (
     ItemInput,
     ProgressCallback,
 )
+from labelloop.features.text import CorpusTopics
 from labelloop.store import JobStore
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ CHUNK_SIZE = 256
 #: to 0.51.
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "text-minilm": ("text-minilm", {}),
+    "text-minilm-lsa": ("text-minilm", {}),
     "image-mid": (
         "image-efficientnet-lite0",
         {"layers": "mid", "image_size": 64, "grid": 2},
@@ -44,6 +46,10 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
 }
 
+
+#: Presets whose per-item vectors get corpus-level text features appended
+#: (see ``CorpusTopics``).
+CORPUS_PRESETS = frozenset({"text-minilm-lsa"})
 
 #: Images sampled to choose the features of an image job under ``auto``.
 AUTO_SAMPLE = 16
@@ -71,18 +77,17 @@ def choose_image_preset(paths: list[str]) -> str:
     return "image-mid"
 
 
-def make_extractor(
-    config: JobConfig, store: JobStore | None = None
-) -> FeatureExtractor:
-    """Build the feature extractor that the job file names.
+def resolve_preset(config: JobConfig, store: JobStore | None = None) -> str:
+    """Return the feature preset of a job, choosing one under ``features: auto``.
 
-    Under ``features: auto``, text gets MiniLM embeddings and images get the
-    preset that ``choose_image_preset`` picks from a sample of ``store``'s items.
+    Under ``auto``, text gets MiniLM embeddings with the corpus's own TF-IDF
+    topics and images get the preset that ``choose_image_preset`` picks from
+    a sample of ``store``'s items.
     """
     preset = config.features
     if preset == "auto":
         if config.task_type is TaskType.TEXT_CLASSIFICATION:
-            preset = "text-minilm"
+            preset = "text-minilm-lsa"
         else:
             items = store.items()[:AUTO_SAMPLE] if store is not None else []
             paths = [item.source_path for item in items if item.source_path]
@@ -90,8 +95,42 @@ def make_extractor(
     if preset not in PRESETS:
         known = ", ".join(["auto", *PRESETS])
         raise ConfigError(f"features {preset!r} is unknown; choose one of: {known}")
-    name, kwargs = PRESETS[preset]
+    return preset
+
+
+def make_extractor(
+    config: JobConfig, store: JobStore | None = None
+) -> FeatureExtractor:
+    """Build the per-item feature extractor of the job's preset."""
+    name, kwargs = PRESETS[resolve_preset(config, store)]
     return EXTRACTORS.create(name, **kwargs)
+
+
+def make_corpus_features(
+    config: JobConfig, store: JobStore | None = None
+) -> CorpusTopics | None:
+    """Return the corpus-level features of the job's preset, or None."""
+    if resolve_preset(config, store) in CORPUS_PRESETS:
+        return CorpusTopics()
+    return None
+
+
+def add_corpus_features(
+    store: JobStore,
+    ids: list[int],
+    matrix: np.ndarray,
+    corpus: CorpusTopics | None,
+) -> np.ndarray:
+    """Append ``corpus``'s features of the items ``ids`` to their vectors.
+
+    They are learned from the texts of exactly these items, which are every
+    valid item of the job, so a resumed job computes the same columns.
+    """
+    if corpus is None or not ids:
+        return matrix
+    texts = {item.id: item.text or "" for item in store.items()}
+    extra = corpus.fit_transform([texts[item_id] for item_id in ids])
+    return np.hstack([matrix, extra]).astype(np.float32)
 
 
 def ensure_features(

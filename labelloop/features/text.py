@@ -67,3 +67,62 @@ class MiniLMEmbedder:
 @EXTRACTORS.register("text-minilm")
 def _make_minilm(**kwargs: Any) -> MiniLMEmbedder:
     return MiniLMEmbedder(**kwargs)
+
+
+class CorpusTopics:
+    """Latent semantic features of a job's own texts, added to the embeddings.
+
+    TF-IDF weights of words and word pairs (seen in at least two texts,
+    sublinear term frequency) are reduced by a truncated SVD to
+    ``n_components`` unit-length dimensions. The vocabulary and the topics are
+    learned from every text of the job, none of their labels, so they capture
+    the words that matter in this corpus, which a general sentence embedder
+    blurs, such as the question words ("how many", "who") that decide a
+    TREC question's class. docs/benchmarks.md measures what they change.
+
+    Parameters
+    ----------
+    n_components : int, default=128
+        Dimensions kept; fewer when the corpus has fewer texts or terms.
+    random_state : int, default=0
+        Seed of the randomized SVD, so a resumed job gets the same features.
+    """
+
+    def __init__(self, *, n_components: int = 128, random_state: int = 0) -> None:
+        self.n_components = n_components
+        self.random_state = random_state
+        self.pipeline_: Any = None
+
+    @property
+    def name(self) -> str:
+        return f"tfidf-lsa{self.n_components}"
+
+    def fit_transform(self, texts: Sequence[str]) -> np.ndarray:
+        """Learn the vocabulary and topics from ``texts`` and return their features.
+
+        Returns an array with zero columns when the corpus is too small to
+        have two terms in two texts.
+        """
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import Normalizer
+
+        vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+        try:
+            weights = vectorizer.fit_transform(texts)
+        except ValueError:  # no term occurs in two texts
+            return np.zeros((len(texts), 0), dtype=np.float32)
+        n_components = min(self.n_components, weights.shape[1] - 1, len(texts) - 1)
+        if n_components < 1:
+            return np.zeros((len(texts), 0), dtype=np.float32)
+        svd = TruncatedSVD(n_components, random_state=self.random_state)
+        reduced = svd.fit_transform(weights)
+        self.pipeline_ = make_pipeline(vectorizer, svd, Normalizer())
+        return np.asarray(Normalizer().fit_transform(reduced), dtype=np.float32)
+
+    def transform(self, texts: Sequence[str]) -> np.ndarray:
+        """Return the features of new texts in the topics learned by ``fit_transform``."""
+        if self.pipeline_ is None:
+            return np.zeros((len(texts), 0), dtype=np.float32)
+        return np.asarray(self.pipeline_.transform(texts), dtype=np.float32)
