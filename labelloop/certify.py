@@ -355,6 +355,14 @@ def certify_threshold(
     )
 
 
+#: In ``auto`` mode, class-wise thresholds are tried only where every class
+#: has this many times the fewest items that certify. Trying them halves the
+#: global threshold's budget: on AG News with 2,400 random validation items, a
+#: factor of 3 let class-wise thresholds in and cut the certified coverage from
+#: 37.7% to 27.6%, and with 3,600 items from 64.3% to 61.6% (means of 6 seeds).
+CLASS_WISE_FACTOR = 10
+
+
 @dataclass(frozen=True)
 class ThresholdPlan:
     """Thresholds chosen for one round: one per class (equal under ``global``)."""
@@ -386,9 +394,9 @@ def plan_thresholds(
 
     Class-wise thresholds split ``delta`` across classes, so each class's
     machine labels, and hence all of them, meet ``max_error``. In ``auto`` mode
-    class-wise thresholds are tried only when every class has at least three
-    times the items needed to certify among the validation predictions, a
-    choice made without labels. Then each option gets half of ``delta``, and
+    class-wise thresholds are tried only when every class has at least
+    ``CLASS_WISE_FACTOR`` times the items needed to certify among the
+    validation predictions, a choice made without labels. Then each option gets half of ``delta``, and
     the one covering more of the pool wins, again a choice without labels.
     Otherwise the global threshold gets all of ``delta``. ``val_pilot`` marks
     validation items that only choose where each scan starts.
@@ -397,7 +405,9 @@ def plan_thresholds(
         raise ValueError(f"mode must be global, class-wise or auto, got {mode!r}")
     if mode == "auto":
         counts = np.bincount(np.asarray(val_predicted, dtype=int), minlength=n_classes)
-        needed = 3 * min_items_to_certify(max_error, delta / (2 * n_classes))
+        needed = CLASS_WISE_FACTOR * min_items_to_certify(
+            max_error, delta / (2 * n_classes)
+        )
         if counts.min() < needed:
             mode = "global"
     share = delta / 2 if mode == "auto" else delta

@@ -10,6 +10,7 @@ import pytest
 from scipy.stats import binom, binomtest
 
 from labelloop.certify import (
+    CLASS_WISE_FACTOR,
     ThresholdPlan,
     certify_threshold,
     clopper_pearson_upper,
@@ -340,8 +341,9 @@ def test_plan_class_wise_mode() -> None:
 
 
 def test_plan_auto_small_classes_global() -> None:
-    # 3 * min_items_to_certify(0.05, 0.05 / 4) = 258 items per class are needed.
-    predicted, confidences, correct = _class_split_validation(257, seed=7)
+    # CLASS_WISE_FACTOR * min_items_to_certify(0.05, 0.05 / 4) = 860 per class.
+    assert CLASS_WISE_FACTOR * min_items_to_certify(0.05, 0.05 / 4) == 860
+    predicted, confidences, correct = _class_split_validation(859, seed=7)
 
     plan = plan_thresholds(
         val_predicted=predicted,
@@ -361,7 +363,7 @@ def test_plan_auto_small_classes_global() -> None:
 
 
 def test_plan_auto_picks_larger_coverage() -> None:
-    predicted, confidences, correct = _class_split_validation(400, seed=8)
+    predicted, confidences, correct = _class_split_validation(900, seed=8)
     pool_predicted = np.random.default_rng(9).integers(0, 2, size=1000)
     pool_confidences = np.random.default_rng(10).uniform(0.8, 1.0, size=1000)
     arguments = dict(
