@@ -29,7 +29,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 
@@ -41,7 +40,7 @@ from labelloop.models import make_model, tune_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from jobs import coverage, job_features  # noqa: E402
-from record import provenance, write_section  # noqa: E402
+from record import command_line, provenance, write_section  # noqa: E402
 
 WORK = Path(__file__).resolve().parent / ".work"
 FUNCTIONS = (
@@ -176,9 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(f"| {dataset} | `{extractor}` | {name} | {cells} |")
         print(rows[-len(FUNCTIONS) :], flush=True)
 
-    command = "python benchmarks/confidence.py " + shlex.join(
-        argv if argv is not None else sys.argv[1:]
-    )
+    command = command_line("confidence.py", argv)
     body = (
         provenance(command)
         + "\n"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sqlite3
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from labelloop.job import open_job
 from labelloop.models import make_model, tune_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from record import provenance, write_section  # noqa: E402
+from record import command_line, provenance, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 WORK = ROOT / ".work"
@@ -212,6 +211,8 @@ def job_features(job_file: Path) -> tuple[np.ndarray, np.ndarray, str] | None:
         extra = corpus.fit_transform([texts[i] or "" for i in valid])
         position = {item_id: k for k, item_id in enumerate(valid)}
         features = np.hstack([features, extra[[position[i] for i in ids]]])
+        name = f"{extractors[0]}+{corpus.name}"
+        return features, np.array([truth[i] for i in ids]), name
     return features, np.array([truth[i] for i in ids]), extractors[0]
 
 
@@ -466,9 +467,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps([vars(run) for run in runs], indent=2))
-    command = "python benchmarks/jobs.py " + shlex.join(
-        argv if argv is not None else sys.argv[1:]
-    )
+    command = command_line("jobs.py", argv)
     body = (
         provenance(command)
         + "\n"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import shlex
+import sys
 from pathlib import Path
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -32,6 +34,15 @@ def machine_description() -> str:
         f"{model}, {os.cpu_count()} cores, {memory:.0f} GiB memory, "
         f"{platform.system()} {platform.machine()}, Python {platform.python_version()}"
     )
+
+
+def command_line(script: str, argv: list[str] | None) -> str:
+    """Return the command that reruns ``benchmarks/<script>`` with ``argv``.
+
+    ``argv`` None stands for the process's own arguments.
+    """
+    arguments = argv if argv is not None else sys.argv[1:]
+    return f"python benchmarks/{script} " + shlex.join(arguments)
 
 
 def provenance(command: str) -> str:

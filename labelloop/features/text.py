@@ -122,7 +122,7 @@ class CorpusTopics:
         return np.asarray(Normalizer().fit_transform(reduced), dtype=np.float32)
 
     def transform(self, texts: Sequence[str]) -> np.ndarray:
-        """Return the features of new texts in the topics learned by ``fit_transform``."""
+        """Return the features of new texts in the topics that were learned."""
         if self.pipeline_ is None:
             return np.zeros((len(texts), 0), dtype=np.float32)
         return np.asarray(self.pipeline_.transform(texts), dtype=np.float32)

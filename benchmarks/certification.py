@@ -1,0 +1,206 @@
+"""Measure what certifying a threshold costs, against what the model allows.
+
+For each dataset and validation size ``n``, a uniform random sample of ``n``
+items gets its true labels. The job's head is tuned and cross-fitted on it as
+the loop does in a job's first round (five folds) and scores the rest of the
+dataset. Three coverages of the rest are compared:
+
+- certified: the loop's own rule (``plan_thresholds`` with a pilot quarter, at
+  the error budget of a job's first test);
+- best post-hoc bound: the deepest threshold whose Clopper-Pearson bound on all
+  ``n`` items is within the target at the same budget, as if the scan could
+  start at the best place after seeing the labels. A valid rule of this kind
+  reaches it only by chance of its sample, so the gap to it is the price of
+  choosing the start without labels;
+- oracle: the largest share whose true error is within the target, the true
+  labels of the rest known. The gap between it and the post-hoc bound is the
+  price of a bound on ``n`` items.
+
+The features come from the job databases that ``benchmarks/jobs.py`` left under
+``benchmarks/.work``; run it first on the same datasets.
+
+Usage::
+
+    python benchmarks/certification.py --datasets sms_spam trec ag_news --seeds 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from labelloop.certify import (
+    clopper_pearson_upper,
+    min_items_to_certify,
+    plan_thresholds,
+    round_delta,
+)
+from labelloop.loop import PILOT_FOLDS, fold_of
+from labelloop.models import make_model, tune_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from confidence import load_features  # noqa: E402
+from jobs import coverage  # noqa: E402
+from record import command_line, provenance, write_section  # noqa: E402
+
+FOLDS = 5
+
+
+def cross_fit(
+    features: np.ndarray,
+    labels: np.ndarray,
+    validation: np.ndarray,
+    rest: np.ndarray,
+    *,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return out-of-fold probabilities of ``validation`` and of ``rest``."""
+    n_classes = int(labels.max()) + 1
+    params = tune_model(
+        "logistic-regression",
+        n_classes=n_classes,
+        random_state=seed,
+        features=features[validation],
+        labels=labels[validation],
+    )
+    val_folds = fold_of(validation, seed=seed, n_folds=FOLDS)
+    rest_folds = fold_of(rest, seed=seed, n_folds=FOLDS)
+    val_proba = np.zeros((len(validation), n_classes))
+    rest_proba = np.zeros((len(rest), n_classes))
+    for fold in range(FOLDS):
+        train = validation[val_folds != fold]
+        model = make_model(
+            "logistic-regression", n_classes=n_classes, random_state=seed, **params
+        )
+        model.fit(features[train], labels[train])
+        val_proba[val_folds == fold] = model.predict_proba(
+            features[validation[val_folds == fold]]
+        )
+        rest_proba[rest_folds == fold] = model.predict_proba(
+            features[rest[rest_folds == fold]]
+        )
+    return val_proba, rest_proba
+
+
+def post_hoc_rank(
+    confidences: np.ndarray, correct: np.ndarray, *, max_error: float, delta: float
+) -> int:
+    """Return the deepest rank whose bound is within ``max_error``, or 0."""
+    order = np.argsort(-confidences, kind="stable")
+    errors = np.cumsum(~correct[order])
+    best = 0
+    for rank in range(min_items_to_certify(max_error, delta), len(order) + 1):
+        if clopper_pearson_upper(int(errors[rank - 1]), rank, delta) <= max_error:
+            best = rank
+    return best
+
+
+def measure(
+    features: np.ndarray, labels: np.ndarray, *, n: int, seed: int, target: float
+) -> dict[str, float]:
+    """Return the three coverages of one sample, and the certified labels' error."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(labels))
+    validation, rest = np.sort(order[:n]), np.sort(order[n:])
+    val_proba, rest_proba = cross_fit(features, labels, validation, rest, seed=seed)
+    val_conf, val_pred = val_proba.max(axis=1), val_proba.argmax(axis=1)
+    rest_conf, rest_pred = rest_proba.max(axis=1), rest_proba.argmax(axis=1)
+    val_correct = val_pred == labels[validation]
+    max_error = 1.0 - target
+    delta = round_delta(1.0 - 0.95, 1)
+    plan = plan_thresholds(
+        val_predicted=val_pred,
+        val_confidences=val_conf,
+        val_correct=val_correct,
+        pool_predicted=rest_pred,
+        pool_confidences=rest_conf,
+        n_classes=int(labels.max()) + 1,
+        max_error=max_error,
+        delta=delta,
+        val_pilot=fold_of(validation, seed=seed + 1, n_folds=PILOT_FOLDS) == 0,
+    )
+    covered = plan.covers(rest_pred, rest_conf)
+
+    rank = post_hoc_rank(val_conf, val_correct, max_error=max_error, delta=delta)
+    post_hoc = (
+        float((rest_conf >= np.sort(val_conf)[::-1][rank - 1]).mean()) if rank else 0.0
+    )
+    wrong = rest_pred != labels[rest]
+    return {
+        "tested": float(any(r.tested for r in plan.results.values())),
+        "certified": float(covered.mean()),
+        "error": float(wrong[covered].mean()) if covered.any() else np.nan,
+        "post_hoc": post_hoc,
+        "oracle": coverage(rest_conf, wrong, max_error),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--datasets", nargs="+", default=["sms_spam", "trec", "ag_news"]
+    )
+    parser.add_argument("--sizes", nargs="+", type=int, default=[300, 600, 1200, 2400])
+    parser.add_argument("--seeds", type=int, default=6)
+    parser.add_argument("--target", type=float, default=0.95)
+    parser.add_argument("--record", action="store_true")
+    args = parser.parse_args(argv)
+
+    rows = []
+    for dataset in args.datasets:
+        features, labels, extractor = load_features(dataset)
+        for n in args.sizes:
+            if n >= len(labels) // 2:
+                continue
+            runs = [
+                measure(features, labels, n=n, seed=seed, target=args.target)
+                for seed in range(args.seeds)
+            ]
+
+            def mean(key: str, runs: list[dict[str, float]] = runs) -> str:
+                return f"{100 * np.mean([run[key] for run in runs]):.1f}%"
+
+            certified = [run for run in runs if run["certified"] > 0]
+            error = (
+                f"{100 * max(run['error'] for run in certified):.2f}%"
+                if certified
+                else "n/a"
+            )
+            rows.append(
+                f"| {dataset} | `{extractor}` | {n} | "
+                f"{int(sum(run['tested'] for run in runs))} of {len(runs)} | "
+                f"{len(certified)} of {len(runs)} | {mean('certified')} | "
+                f"{error} | {mean('post_hoc')} | {mean('oracle')} |"
+            )
+            print(rows[-1], flush=True)
+
+    command = command_line("certification.py", argv)
+    body = (
+        provenance(command)
+        + "\n"
+        + "A uniform random sample of n items gets its true labels; the head is "
+        + "tuned and cross-fitted on it as in a job's first round and scores the "
+        + "rest of the dataset. Coverages are shares of the rest, means over "
+        + f"{args.seeds} seeds, at target accuracy {args.target}. Certified is the "
+        + "loop's rule at the error budget of a job's first test. The best "
+        + "post-hoc bound chooses the deepest threshold whose bound on all n "
+        + "items is within the target after seeing the labels: a reference that "
+        + "a valid rule reaches only by chance of its sample. The oracle knows "
+        + "the true labels of the rest.\n\n"
+        + "| dataset | features | validation items | tested | certified | "
+        + "certified coverage | worst certified error | best post-hoc bound | "
+        + "oracle |\n|---|---|---|---|---|---|---|---|---|\n"
+        + "\n".join(rows)
+        + "\n"
+    )
+    print(body)
+    if args.record:
+        write_section("certification", "The price of certifying", body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
