@@ -111,7 +111,13 @@ def make_extractor(
 def make_corpus_features(
     config: JobConfig, store: JobStore | None = None
 ) -> CorpusTopics | None:
-    """Return the corpus-level features of the job's preset, or None."""
+    """Return the corpus-level features of the job's preset, or None.
+
+    Only text jobs have them, so image jobs return before ``resolve_preset``
+    would decode a sample of their images a second time.
+    """
+    if config.task_type is not TaskType.TEXT_CLASSIFICATION:
+        return None
     if resolve_preset(config, store) in CORPUS_PRESETS:
         return CorpusTopics()
     return None

@@ -75,10 +75,10 @@ class CorpusTopics:
     TF-IDF weights of words and word pairs (seen in at least two texts,
     sublinear term frequency) are reduced by a truncated SVD to
     ``n_components`` unit-length dimensions. The vocabulary and the topics are
-    learned from every text of the job, none of their labels, so they capture
-    the words that matter in this corpus, which a general sentence embedder
-    blurs, such as the question words ("how many", "who") that decide a
-    TREC question's class. docs/benchmarks.md measures what they change.
+    learned from every text of the job and none of their labels. They keep
+    the words that decide a class in this corpus, which a general sentence
+    embedder blurs: the question words ("how many", "who") of TREC, for
+    example. docs/benchmarks.md measures what they change.
 
     Parameters
     ----------
