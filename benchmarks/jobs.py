@@ -27,10 +27,11 @@ import numpy as np
 import yaml
 
 from labelloop.config import load_job_config
-from labelloop.features.cache import make_corpus_features
+from labelloop.features.cache import add_corpus_features, make_corpus_features
 from labelloop.importers import import_dataset
 from labelloop.job import open_job
 from labelloop.models import make_model, tune_model
+from labelloop.store import JobStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import command_line, provenance, write_section  # noqa: E402
@@ -84,6 +85,8 @@ METHODS: dict[str, dict[str, Any]] = {
         "automated_labeling": {"threshold_method": "tbal"},
         "query_strategy": "margin-sampled",
     },
+    # Text datasets only: the encoder itself trains on the human labels.
+    "certified-fine-tuned": {"model": "fine-tuned-minilm"},
 }
 
 
@@ -115,7 +118,7 @@ def prepare(
         "automated_labeling": automated,
         "seed": seed,
     }
-    for key in ("human_batch_size", "query_strategy"):
+    for key in ("human_batch_size", "query_strategy", "model"):
         if key in settings:
             job[key] = settings[key]
     job_file = folder / "job.yaml"
@@ -199,21 +202,27 @@ def job_features(job_file: Path) -> tuple[np.ndarray, np.ndarray, str] | None:
             value = json.loads(record).get(key) if record else None
             if value in index and item_id in vectors:
                 truth[item_id] = index[value]
-        texts = dict(connection.execute("select id, text from items"))
     ids = sorted(truth)
     if not ids:
         return None
     features = np.stack([np.frombuffer(vectors[i], dtype=np.float32) for i in ids])
     corpus = make_corpus_features(config)
-    if corpus is not None:
-        # The loop learns the topics from every valid item, as here.
-        valid = sorted(vectors)
-        extra = corpus.fit_transform([texts[i] or "" for i in valid])
-        position = {item_id: k for k, item_id in enumerate(valid)}
-        features = np.hstack([features, extra[[position[i] for i in ids]]])
-        name = f"{extractors[0]}+{corpus.name}"
-        return features, np.array([truth[i] for i in ids]), name
-    return features, np.array([truth[i] for i in ids]), extractors[0]
+    if corpus is None:
+        return features, np.array([truth[i] for i in ids]), extractors[0]
+    # The loop's own call, on every item with a vector as in the loop, so the
+    # topics match a job's. An empty matrix makes it return the topics alone.
+    valid = sorted(vectors)
+    store = JobStore(f"sqlite:///{config.output_path / 'job.db'}")
+    try:
+        topics = add_corpus_features(
+            store, valid, np.zeros((len(valid), 0), dtype=np.float32), corpus
+        )
+    finally:
+        store.close()
+    position = {item_id: k for k, item_id in enumerate(valid)}
+    features = np.hstack([features, topics[[position[i] for i in ids]]])
+    name = f"{extractors[0]}+{corpus.name}"
+    return features, np.array([truth[i] for i in ids]), name
 
 
 def coverage(score: np.ndarray, wrong: np.ndarray, max_error: float) -> float:
@@ -435,6 +444,12 @@ def main(argv: list[str] | None = None) -> int:
     for dataset in args.datasets:
         first_db: Path | None = None
         for method in args.methods:
+            if (
+                "model" in METHODS[method]
+                and DATASETS[dataset][0] != "text-classification"
+            ):
+                print(f"skipping {method} on {dataset}: it fine-tunes a text encoder")
+                continue
             for seed in range(args.seeds):
                 job_file = prepare(
                     dataset, seed, method=method, limit=args.limit, target=args.target

@@ -81,6 +81,20 @@ class AutomatedLabeling(_Frozen):
     min_items: int = Field(default=MIN_ITEMS_FOR_AUTOMATED_LABELING, ge=1)
 
 
+class FineTuning(_Frozen):
+    """Training settings of the ``fine-tuned-minilm`` model.
+
+    ``epochs`` passes over the human labels, raised for small label sets until
+    training takes ``min_steps`` optimization steps of ``batch_size`` texts.
+    Texts are cut to ``max_length`` tokens.
+    """
+
+    epochs: int = Field(default=3, ge=1, le=100)
+    min_steps: int = Field(default=120, ge=1)
+    batch_size: int = Field(default=32, ge=1, le=1024)
+    max_length: int = Field(default=128, ge=8, le=512)
+
+
 class SimulatedWorkforce(_Frozen):
     """Workers that answer from the true label stored in each manifest line.
 
@@ -171,6 +185,7 @@ class JobConfig(_Frozen):
     query_strategy: str = "margin"
     features: str = "auto"
     model: str = "logistic-regression"
+    fine_tuning: FineTuning = Field(default_factory=FineTuning)
     human_cost_per_item: float = Field(default=0.08, ge=0)
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
 
@@ -191,12 +206,13 @@ class JobConfig(_Frozen):
         from labelloop.consolidation import CONSOLIDATORS
         from labelloop.features.cache import PRESETS
         from labelloop.models import MODELS
+        from labelloop.models.text_tuning import FINE_TUNED_MODEL
         from labelloop.strategies import STRATEGIES
 
         known = {
             "features": ["auto", *PRESETS],
             "query_strategy": STRATEGIES.names(),
-            "model": MODELS.names(),
+            "model": [*MODELS.names(), FINE_TUNED_MODEL],
             "consolidation": CONSOLIDATORS.names(),
         }[info.field_name]
         if name not in known:
@@ -405,6 +421,18 @@ def parse_job_config(raw: dict[str, Any], *, base_dir: Path, source: str) -> Job
         raise ConfigError(
             f"invalid job file {source}: task_type {config.task_type.value!r} is "
             f"reserved but not available yet; use one of: {supported}"
+        )
+    from labelloop.models.text_tuning import FINE_TUNED_MODEL
+
+    if (
+        config.model == FINE_TUNED_MODEL
+        and config.task_type is not TaskType.TEXT_CLASSIFICATION
+    ):
+        raise ConfigError(
+            f"invalid job file {source}: model {FINE_TUNED_MODEL!r} fine-tunes a "
+            f"text encoder, so it needs task_type "
+            f"{TaskType.TEXT_CLASSIFICATION.value!r}; use logistic-regression "
+            f"for {config.task_type.value}"
         )
     return config
 

@@ -38,6 +38,8 @@ from labelloop.features.cache import (
     make_extractor,
 )
 from labelloop.models import make_model, tune_model
+from labelloop.models.folds import fold_of
+from labelloop.models.text_tuning import FINE_TUNED_MODEL, CrossFittedFineTuner
 from labelloop.quality import WorkerQualityTracker
 from labelloop.reference_thresholds import reference_plan
 from labelloop.store import JobStore
@@ -121,15 +123,6 @@ def default_batch_size(n_items: int, n_human: int) -> int:
     return max(base, n_human // 4)
 
 
-def fold_of(item_ids: np.ndarray, *, seed: int, n_folds: int) -> np.ndarray:
-    """Assign items to cross-fitting folds by a seeded hash of their id."""
-    mixed = (
-        np.asarray(item_ids, dtype=np.uint64) * np.uint64(2654435761)
-        + np.uint64(seed * 97 + 13)
-    ) % np.uint64(2**32)
-    return (mixed % np.uint64(n_folds)).astype(int)
-
-
 class LabelingLoop:
     """Run one job's rounds until every item is labeled or a stop condition holds.
 
@@ -165,6 +158,16 @@ class LabelingLoop:
         self.strategy = STRATEGIES.create(config.query_strategy)
         self.timer = RoundTimer()
         self._features: tuple[list[int], np.ndarray] | None = None
+        self._texts: dict[int, str] | None = None
+        self.fine_tuner = (
+            CrossFittedFineTuner(
+                n_classes=self.n_classes,
+                seed=config.seed,
+                **config.fine_tuning.model_dump(),
+            )
+            if config.model == FINE_TUNED_MODEL
+            else None
+        )
 
     # Helpers
 
@@ -187,6 +190,28 @@ class LabelingLoop:
             self._features = (ids, matrix)
             self.timer.add("features", started)
         return self._features
+
+    def texts(self) -> dict[int, str]:
+        """Return the text of every valid item, by id."""
+        if self._texts is None:
+            self._texts = {item.id: item.text or "" for item in self.store.items()}
+        return self._texts
+
+    def _validation_ids(self) -> np.ndarray:
+        """Return the ids of the human-labeled items drawn as validation items."""
+        labels = self.store.labels()
+        return np.array(
+            sorted(
+                {
+                    task.item_id
+                    for task in self.store.tasks()
+                    if task.purpose == "validation"
+                    and task.item_id in labels
+                    and labels[task.item_id].origin == "human"
+                }
+            ),
+            dtype=int,
+        )
 
     def _human_budget_left(self) -> int:
         limit = self.config.stopping_conditions.max_human_labeled_object_count
@@ -330,20 +355,31 @@ class LabelingLoop:
         if len(labels) < 2 or len({lab.value["class"] for lab in labels.values()}) < 2:
             return rng.choice(candidates, size=min(n, len(candidates)), replace=False)
         started = time.perf_counter()
-        train_ids = sorted(labels)
-        model = make_model(
-            self.config.model,
-            n_classes=self.n_classes,
-            random_state=self.config.seed,
-            **self.latest_tuning()[0],
-        )
-        model.fit(
-            matrix[[row[i] for i in train_ids]],
-            np.array([labels[i].value["class"] for i in train_ids]),
-        )
-        probabilities = model.predict_proba(matrix[[row[int(c)] for c in candidates]])
-        self.timer.add("training", started)
         features = matrix[[row[int(c)] for c in candidates]]
+        if self.fine_tuner is not None:
+            texts = self.texts()
+            if self.fine_tuner.fits == 0:
+                # A resumed job lost its classifiers; they train again here.
+                self.fine_tuner.fit(
+                    texts,
+                    {i: int(lab.value["class"]) for i, lab in labels.items()},
+                    self._validation_ids(),
+                )
+            probabilities = self.fine_tuner.predict_proba(texts, candidates)
+        else:
+            train_ids = sorted(labels)
+            model = make_model(
+                self.config.model,
+                n_classes=self.n_classes,
+                random_state=self.config.seed,
+                **self.latest_tuning()[0],
+            )
+            model.fit(
+                matrix[[row[i] for i in train_ids]],
+                np.array([labels[i].value["class"] for i in train_ids]),
+            )
+            probabilities = model.predict_proba(features)
+        self.timer.add("training", started)
         chosen = self.strategy.select(probabilities, n, rng=rng, features=features)
         return candidates[chosen]
 
@@ -437,52 +473,14 @@ class LabelingLoop:
             self.store.finish_round(number, machine_labels=[], stats=stats)
             return stats
 
-        all_ids = np.concatenate([query_ids, validation_ids])
-        params, tuned_on = self.latest_tuning()
-        if tuned_on and len(all_ids) < RETUNE_GROWTH * tuned_on:
-            stats["model_params_labels"] = tuned_on
+        if self.fine_tuner is not None:
+            val_proba, pool_proba = self._fine_tuned_scores(
+                number, validation_ids, pool_ids, y_of, stats
+            )
         else:
-            params = self.tune_model(
-                matrix[[row[i] for i in all_ids]],
-                np.array([y_of[i] for i in all_ids]),
+            val_proba, pool_proba = self._cross_fitted_scores(
+                number, validation_ids, query_ids, pool_ids, y_of, stats
             )
-            stats["model_params_labels"] = len(all_ids)
-        stats["model_params"] = params
-        started = time.perf_counter()
-        n_folds = self.config.automated_labeling.cross_fit_folds
-        val_folds = fold_of(validation_ids, seed=self.config.seed, n_folds=n_folds)
-        pool_folds = fold_of(pool_ids, seed=self.config.seed, n_folds=n_folds)
-        val_proba = np.zeros((len(validation_ids), self.n_classes))
-        pool_proba = np.zeros((len(pool_ids), self.n_classes))
-        for fold in range(n_folds):
-            if self.progress:
-                self.progress(f"round {number}: training", fold, n_folds)
-            train_ids = np.concatenate([query_ids, validation_ids[val_folds != fold]])
-            if len(train_ids) == 0:
-                continue
-            model = make_model(
-                self.config.model,
-                n_classes=self.n_classes,
-                random_state=self.config.seed,
-                **params,
-            )
-            model.fit(
-                matrix[[row[i] for i in train_ids]],
-                np.array([y_of[i] for i in train_ids]),
-            )
-            in_val = val_folds == fold
-            if in_val.any():
-                val_proba[in_val] = model.predict_proba(
-                    matrix[[row[i] for i in validation_ids[in_val]]]
-                )
-            in_pool = pool_folds == fold
-            if in_pool.any():
-                pool_proba[in_pool] = model.predict_proba(
-                    matrix[[row[i] for i in pool_ids[in_pool]]]
-                )
-        self.timer.add("training", started)
-        if self.progress:
-            self.progress(f"round {number}: training", n_folds, n_folds)
 
         val_true = np.array([y_of[i] for i in validation_ids], dtype=int)
         val_pred = val_proba.argmax(axis=1)
@@ -593,6 +591,100 @@ class LabelingLoop:
         )
         return stats
 
+    def _cross_fitted_scores(
+        self,
+        number: int,
+        validation_ids: np.ndarray,
+        query_ids: np.ndarray,
+        pool_ids: np.ndarray,
+        y_of: dict[int, int],
+        stats: dict[str, Any],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return out-of-fold probabilities of the validation and pool items.
+
+        Each of ``cross_fit_folds`` heads on the cached features trains on the
+        query items and the other folds' validation items, and scores its own
+        fold. Records the hyperparameters in ``stats``.
+        """
+        ids, matrix = self.features()
+        row = {item_id: position for position, item_id in enumerate(ids)}
+        all_ids = np.concatenate([query_ids, validation_ids])
+        params, tuned_on = self.latest_tuning()
+        if tuned_on and len(all_ids) < RETUNE_GROWTH * tuned_on:
+            stats["model_params_labels"] = tuned_on
+        else:
+            params = self.tune_model(
+                matrix[[row[i] for i in all_ids]],
+                np.array([y_of[i] for i in all_ids]),
+            )
+            stats["model_params_labels"] = len(all_ids)
+        stats["model_params"] = params
+        started = time.perf_counter()
+        n_folds = self.config.automated_labeling.cross_fit_folds
+        val_folds = fold_of(validation_ids, seed=self.config.seed, n_folds=n_folds)
+        pool_folds = fold_of(pool_ids, seed=self.config.seed, n_folds=n_folds)
+        val_proba = np.zeros((len(validation_ids), self.n_classes))
+        pool_proba = np.zeros((len(pool_ids), self.n_classes))
+        for fold in range(n_folds):
+            if self.progress:
+                self.progress(f"round {number}: training", fold, n_folds)
+            train_ids = np.concatenate([query_ids, validation_ids[val_folds != fold]])
+            if len(train_ids) == 0:
+                continue
+            model = make_model(
+                self.config.model,
+                n_classes=self.n_classes,
+                random_state=self.config.seed,
+                **params,
+            )
+            model.fit(
+                matrix[[row[i] for i in train_ids]],
+                np.array([y_of[i] for i in train_ids]),
+            )
+            in_val = val_folds == fold
+            if in_val.any():
+                val_proba[in_val] = model.predict_proba(
+                    matrix[[row[i] for i in validation_ids[in_val]]]
+                )
+            in_pool = pool_folds == fold
+            if in_pool.any():
+                pool_proba[in_pool] = model.predict_proba(
+                    matrix[[row[i] for i in pool_ids[in_pool]]]
+                )
+        self.timer.add("training", started)
+        if self.progress:
+            self.progress(f"round {number}: training", n_folds, n_folds)
+        return val_proba, pool_proba
+
+    def _fine_tuned_scores(
+        self,
+        number: int,
+        validation_ids: np.ndarray,
+        pool_ids: np.ndarray,
+        y_of: dict[int, int],
+        stats: dict[str, Any],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return the fine-tuned classifiers' probabilities of validation and pool.
+
+        The classifiers are trained again only once the human labels have grown
+        enough (see ``CrossFittedFineTuner``); in between, scores are reused.
+        """
+        assert self.fine_tuner is not None
+        started = time.perf_counter()
+        texts = self.texts()
+        if self.fine_tuner.needs_fit(len(y_of)):
+            if self.progress:
+                self.progress(f"round {number}: fine-tuning", 0, 1)
+            self.fine_tuner.fit(texts, y_of, validation_ids)
+            if self.progress:
+                self.progress(f"round {number}: fine-tuning", 1, 1)
+        val_proba = self.fine_tuner.predict_proba(texts, validation_ids)
+        pool_proba = self.fine_tuner.predict_proba(texts, pool_ids)
+        self.timer.add("training", started)
+        stats["model_params"] = {"fine_tuned_on": self.fine_tuner.fitted_on}
+        stats["model_params_labels"] = self.fine_tuner.fitted_on
+        return val_proba, pool_proba
+
     def tune_model(self, features: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
         """Return the hyperparameters the job's model chooses on these labels."""
         started = time.perf_counter()
@@ -618,7 +710,27 @@ class LabelingLoop:
         return {}, 0
 
     def train_final_model(self) -> tuple[Any, dict[str, Any]]:
-        """Train the delivered model on every human label."""
+        """Train the delivered model on every human label.
+
+        A fine-tuned job delivers its fold classifiers as one averaging
+        ensemble instead, because a further fine-tuning run on every label would
+        cost as much as the job's largest one.
+        """
+        human_labels = {
+            i: int(lab.value["class"])
+            for i, lab in self.store.labels().items()
+            if lab.origin == "human"
+        }
+        if self.fine_tuner is not None and human_labels:
+            if self.fine_tuner.fits == 0:
+                self.fine_tuner.fit(self.texts(), human_labels, self._validation_ids())
+            return self.fine_tuner.ensemble(), {
+                "training_items": self.fine_tuner.fitted_on,
+                "features": "texts",
+                "input": "texts",
+                "model": self.config.model,
+                "model_params": {"folds": len(self.fine_tuner.classifiers)},
+            }
         ids, matrix = self.features()
         row = {item_id: position for position, item_id in enumerate(ids)}
         human = {
@@ -630,8 +742,13 @@ class LabelingLoop:
         train_features = matrix[[row[i] for i in train_ids]]
         train_labels = np.array([human[i].value["class"] for i in train_ids], dtype=int)
         params = self.tune_model(train_features, train_labels) if train_ids else {}
+        # A fine-tuned job without any human label (every item failed) gets
+        # an untrained logistic head, as a logistic job would.
+        model_name = (
+            "logistic-regression" if self.fine_tuner is not None else self.config.model
+        )
         model = make_model(
-            self.config.model,
+            model_name,
             n_classes=self.n_classes,
             random_state=self.config.seed,
             **params,
@@ -643,7 +760,7 @@ class LabelingLoop:
             "features": self.extractor.name
             + (f"+{self.corpus.name}" if self.corpus is not None else ""),
             "corpus_features": self.corpus,
-            "model": self.config.model,
+            "model": model_name,
             "model_params": params,
         }
         return model, info

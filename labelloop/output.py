@@ -157,10 +157,16 @@ def write_model(
         + ", ".join(config.label_categories),
         f"- Validation accuracy (cross-fitted, last round): {accuracy}",
         "",
-        "Load it with `joblib.load(path)`: a dict with `model` (its `predict_proba` "
-        "takes feature vectors), `class_names` and `features`, the extractor that "
-        "the vectors must come from. Where `corpus_features` is not None, its "
-        "`transform(texts)` gives columns to append to the extractor's vectors.",
+        (
+            "Load it with `joblib.load(path)`: a dict with `model` (its "
+            "`predict_proba` takes a list of texts) and `class_names`."
+            if info.get("input") == "texts"
+            else "Load it with `joblib.load(path)`: a dict with `model` (its "
+            "`predict_proba` takes feature vectors), `class_names` and `features`, "
+            "the extractor that the vectors must come from. Where `corpus_features` "
+            "is not None, its `transform(texts)` gives columns to append to the "
+            "extractor's vectors."
+        ),
         "",
     ]
     paths.model_card.write_text("\n".join(card), encoding="utf-8")

@@ -1,0 +1,101 @@
+"""A whole text job whose model fine-tunes the encoder, on real TREC questions."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+
+from labelloop.config import load_job_config
+from labelloop.errors import ConfigError
+from labelloop.importers import import_trec
+from labelloop.loop import run_job
+from labelloop.models.text_tuning import FINE_TUNED_MODEL
+
+from jobs_support import require_shared_data, write_job
+
+
+@pytest.fixture(scope="module")
+def fine_tuned_job(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    """Run a 600-question job with automated labeling and a fine-tuned model."""
+    require_shared_data("trec", "train_5500.label")
+    folder = tmp_path_factory.mktemp("trec")
+    imported = import_trec(folder / "data", limit=600, seed=0)
+    job_file = write_job(
+        folder,
+        job_name="questions",
+        task_type="text-classification",
+        label_category_file=str(folder / "data" / "class-labels.json"),
+        input_manifest=str(imported.manifest),
+        model=FINE_TUNED_MODEL,
+        # Fewer steps than the default keep the test short; they still learn.
+        fine_tuning={"min_steps": 30, "max_length": 32},
+        workforce={"type": "simulated", "error_rates": [0.0]},
+        automated_labeling={"min_items": 100, "validation_size": 150},
+    )
+    return run_job(load_job_config(job_file)), folder
+
+
+def test_fine_tuned_job_labels_every_item(fine_tuned_job: tuple[dict, Path]) -> None:
+    report, _ = fine_tuned_job
+    counters = report["counters"]
+
+    assert report["status"] == "completed"
+    assert counters["HumanLabeled"] + counters["MachineLabeled"] == 600
+    assert counters["Unlabeled"] == 0
+
+
+def test_fine_tuned_rounds_record_fits(fine_tuned_job: tuple[dict, Path]) -> None:
+    report, folder = fine_tuned_job
+    database = folder / "out" / "job.db"
+    with sqlite3.connect(database) as connection:
+        stats = [
+            json.loads(row[0]) for row in connection.execute("select stats from rounds")
+        ]
+    fitted_on = [
+        s["model_params"]["fine_tuned_on"] for s in stats if "model_params" in s
+    ]
+
+    assert fitted_on, "no round trained the fine-tuned classifiers"
+    # Classifiers train again only after the labels double, so few distinct fits.
+    assert fitted_on == sorted(fitted_on)
+    distinct = sorted(set(fitted_on))
+    for smaller, larger in zip(distinct, distinct[1:], strict=False):
+        assert larger >= 2 * smaller
+
+
+def test_fine_tuned_model_scores_texts(fine_tuned_job: tuple[dict, Path]) -> None:
+    report, _ = fine_tuned_job
+    lines = [
+        json.loads(line)
+        for line in Path(report["outputs"]["manifest"]).read_text("utf-8").splitlines()
+    ]
+    saved = joblib.load(report["outputs"]["model"])
+    texts = [line["source"] for line in lines[:40]]
+
+    probabilities = saved["model"].predict_proba(texts)
+
+    assert probabilities.shape == (40, 6)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    card = Path(report["outputs"]["model_card"]).read_text(encoding="utf-8")
+    assert FINE_TUNED_MODEL in card
+    assert "takes a list of texts" in card
+
+
+def test_fine_tuned_model_rejected_for_images(tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text('{"source-ref": "a.png"}\n', encoding="utf-8")
+    job_file = write_job(
+        tmp_path,
+        task_type="image-classification",
+        label_categories=["cat", "dog"],
+        input_manifest=str(manifest),
+        model=FINE_TUNED_MODEL,
+    )
+
+    with pytest.raises(ConfigError, match="needs task_type 'text-classification'"):
+        load_job_config(job_file)
