@@ -323,6 +323,7 @@ _MODELS_AT: dict[tuple[str, ...], type[BaseModel]] = {
     ("stopping_conditions",): StoppingConditions,
     ("automated_labeling",): AutomatedLabeling,
     ("worker_quality",): WorkerQualitySettings,
+    ("fine_tuning",): FineTuning,
     ("workforce", "simulated"): SimulatedWorkforce,
     ("workforce", "web"): WebWorkforce,
 }
@@ -424,6 +425,12 @@ def parse_job_config(raw: dict[str, Any], *, base_dir: Path, source: str) -> Job
         )
     from labelloop.models.text_tuning import FINE_TUNED_MODEL
 
+    if "fine_tuning" in config.model_fields_set and config.model != FINE_TUNED_MODEL:
+        raise ConfigError(
+            f"invalid job file {source}: fine_tuning applies only to model "
+            f"{FINE_TUNED_MODEL!r}, and this job's model is {config.model!r}; "
+            f"remove fine_tuning or set model: {FINE_TUNED_MODEL}"
+        )
     if (
         config.model == FINE_TUNED_MODEL
         and config.task_type is not TaskType.TEXT_CLASSIFICATION

@@ -86,16 +86,43 @@ def test_fine_tuned_model_scores_texts(fine_tuned_job: tuple[dict, Path]) -> Non
     assert "takes a list of texts" in card
 
 
-def test_fine_tuned_model_rejected_for_images(tmp_path: Path) -> None:
-    manifest = tmp_path / "manifest.jsonl"
-    manifest.write_text('{"source-ref": "a.png"}\n', encoding="utf-8")
-    job_file = write_job(
-        tmp_path,
-        task_type="image-classification",
-        label_categories=["cat", "dog"],
-        input_manifest=str(manifest),
-        model=FINE_TUNED_MODEL,
+def one_line_job(folder: Path, line: str, **fields: object) -> Path:
+    """Write a one-item manifest and a job file over it; return the job file."""
+    manifest = folder / "manifest.jsonl"
+    manifest.write_text(line + "\n", encoding="utf-8")
+    return write_job(
+        folder, label_categories=["a", "b"], input_manifest=str(manifest), **fields
     )
 
-    with pytest.raises(ConfigError, match="needs task_type 'text-classification'"):
+
+@pytest.mark.parametrize(
+    ("line", "fields", "message"),
+    [
+        (
+            '{"source-ref": "a.png"}',
+            {"task_type": "image-classification", "model": FINE_TUNED_MODEL},
+            "needs task_type 'text-classification'",
+        ),
+        (
+            '{"source": "a question"}',
+            {"task_type": "text-classification", "fine_tuning": {"epochs": 2}},
+            "fine_tuning applies only to model",
+        ),
+        (
+            '{"source": "a question"}',
+            {
+                "task_type": "text-classification",
+                "model": FINE_TUNED_MODEL,
+                "fine_tuning": {"epoch": 2},
+            },
+            r"fine_tuning\.epoch: unknown field.*min_steps",
+        ),
+    ],
+)
+def test_fine_tuning_settings_rejected(
+    tmp_path: Path, line: str, fields: dict, message: str
+) -> None:
+    job_file = one_line_job(tmp_path, line, **fields)
+
+    with pytest.raises(ConfigError, match=message):
         load_job_config(job_file)

@@ -26,6 +26,14 @@ logger = logging.getLogger(__name__)
 EMBEDDING_DIM = 384
 
 
+def _require_text_list(texts: Sequence[str]) -> None:
+    # A bare string is a sequence too, and would be scored one character a row.
+    if isinstance(texts, str):
+        raise TypeError(
+            "predict_proba takes a list of texts, got one string; wrap it in a list"
+        )
+
+
 class FineTunedTextClassifier:
     """Fine-tune the MiniLM encoder and a linear head on labeled texts.
 
@@ -175,6 +183,7 @@ class FineTunedTextClassifier:
 
         if self.encoder_ is None:
             raise RuntimeError("call fit before predict_proba")
+        _require_text_list(texts)
         if len(texts) == 0:
             return np.zeros((0, self.n_classes))
         chunks = []
@@ -316,6 +325,7 @@ class TextEnsemble:
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Return the mean of the classifiers' (n, n_classes) probabilities."""
+        _require_text_list(texts)
         return np.mean(
             [model.predict_proba(texts) for model in self.classifiers], axis=0
         )

@@ -72,6 +72,15 @@ def test_probabilities_have_class_columns(
     assert model.predict_proba([]).shape == (0, len(TREC_COARSE_CLASSES))
 
 
+def test_single_string_rejected(
+    fitted: tuple[FineTunedTextClassifier, list[str], np.ndarray],
+) -> None:
+    model, texts, _ = fitted
+
+    with pytest.raises(TypeError, match="list of texts"):
+        model.predict_proba(texts[0])
+
+
 def test_batches_do_not_change_probabilities(
     fitted: tuple[FineTunedTextClassifier, list[str], np.ndarray],
 ) -> None:
@@ -206,6 +215,8 @@ def test_ensemble_averages_folds(
 
     expected = np.mean([c.predict_proba(sample) for c in tuner.classifiers], axis=0)
     np.testing.assert_allclose(averaged, expected, atol=1e-6)
+    with pytest.raises(TypeError, match="list of texts"):
+        tuner.ensemble().predict_proba(sample[0])
 
 
 def test_unfitted_tuner_raises() -> None:
