@@ -425,7 +425,8 @@ def parse_job_config(raw: dict[str, Any], *, base_dir: Path, source: str) -> Job
         )
     from labelloop.models.text_tuning import FINE_TUNED_MODEL
 
-    if "fine_tuning" in config.model_fields_set and config.model != FINE_TUNED_MODEL:
+    # Defaults pass, so a dumped and reloaded logistic job stays valid.
+    if config.fine_tuning != FineTuning() and config.model != FINE_TUNED_MODEL:
         raise ConfigError(
             f"invalid job file {source}: fine_tuning applies only to model "
             f"{FINE_TUNED_MODEL!r}, and this job's model is {config.model!r}; "
