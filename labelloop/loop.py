@@ -359,7 +359,7 @@ class LabelingLoop:
         if self.fine_tuner is not None:
             texts = self.texts()
             if self.fine_tuner.fits == 0:
-                # A resumed job lost its classifiers; they train again here.
+                # A resumed job has lost its classifiers, so they train again here.
                 self.fine_tuner.fit(
                     texts,
                     {i: int(lab.value["class"]) for i, lab in labels.items()},
@@ -368,15 +368,10 @@ class LabelingLoop:
             probabilities = self.fine_tuner.predict_proba(texts, candidates)
         else:
             train_ids = sorted(labels)
-            model = make_model(
-                self.config.model,
-                n_classes=self.n_classes,
-                random_state=self.config.seed,
-                **self.latest_tuning()[0],
-            )
-            model.fit(
+            model = self._fit_head(
                 matrix[[row[i] for i in train_ids]],
                 np.array([labels[i].value["class"] for i in train_ids]),
+                self.latest_tuning()[0],
             )
             probabilities = model.predict_proba(features)
         self.timer.add("training", started)
@@ -631,15 +626,10 @@ class LabelingLoop:
             train_ids = np.concatenate([query_ids, validation_ids[val_folds != fold]])
             if len(train_ids) == 0:
                 continue
-            model = make_model(
-                self.config.model,
-                n_classes=self.n_classes,
-                random_state=self.config.seed,
-                **params,
-            )
-            model.fit(
+            model = self._fit_head(
                 matrix[[row[i] for i in train_ids]],
                 np.array([y_of[i] for i in train_ids]),
+                params,
             )
             in_val = val_folds == fold
             if in_val.any():
@@ -656,6 +646,18 @@ class LabelingLoop:
             self.progress(f"round {number}: training", n_folds, n_folds)
         return val_proba, pool_proba
 
+    def _fit_head(
+        self, features: np.ndarray, labels: np.ndarray, params: dict[str, Any]
+    ) -> Any:
+        """Train the job's model with ``params`` on ``features`` and return it."""
+        model = make_model(
+            self.config.model,
+            n_classes=self.n_classes,
+            random_state=self.config.seed,
+            **params,
+        )
+        return model.fit(features, labels)
+
     def _fine_tuned_scores(
         self,
         number: int,
@@ -667,7 +669,7 @@ class LabelingLoop:
         """Return the fine-tuned classifiers' probabilities of validation and pool.
 
         The classifiers are trained again only once the human labels have grown
-        enough (see ``CrossFittedFineTuner``); in between, scores are reused.
+        enough (see ``CrossFittedFineTuner``). Rounds in between reuse the scores.
         """
         assert self.fine_tuner is not None
         started = time.perf_counter()
