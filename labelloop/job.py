@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import IO
 
 from labelloop.config import JobConfig
@@ -47,17 +48,30 @@ def make_output_folder(config: JobConfig) -> None:
 class JobLock:
     """The lock that one process holds while it runs a job's loop.
 
-    The system releases it when the process ends, even when it is killed.
+    The system releases it when the process ends, even when it is killed. A
+    killed process leaves ``job.lock`` behind, and the next run takes it over.
     """
 
-    def __init__(self, handle: IO[str] | None) -> None:
+    def __init__(self, handle: IO[str] | None, path: Path | None = None) -> None:
         self._handle = handle
+        self._path = path
 
     def release(self) -> None:
-        """Release the lock; releasing twice does nothing."""
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+        """Remove the lock file and release the lock; a second call does nothing.
+
+        The file goes while the lock is still held, so a process that opened
+        it meanwhile finds, once it gets the lock, that the file is gone and
+        tries again on a new one (see ``lock_job``).
+        """
+        if self._handle is None:
+            return
+        if self._path is not None:
+            try:
+                self._path.unlink()
+            except OSError as error:
+                logger.debug("could not remove %s: %s", self._path, error)
+        self._handle.close()
+        self._handle = None
 
 
 def lock_job(config: JobConfig) -> JobLock:
@@ -79,28 +93,43 @@ def lock_job(config: JobConfig) -> JobLock:
         logger.debug("no flock on this system; job %s runs unlocked", config.job_name)
         return JobLock(None)
     path = config.output_path / LOCK_FILE_NAME
-    try:
-        handle = path.open("a+", encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(
-            f"cannot create the lock file {path}: {error.strerror or error}; make "
-            "the output folder writable"
-        ) from None
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.seek(0)
-        holder = handle.read().strip() or "unknown"
+    while True:
+        try:
+            handle = path.open("a+", encoding="utf-8")
+        except OSError as error:
+            raise ConfigError(
+                f"cannot create the lock file {path}: {error.strerror or error}; "
+                "make the output folder writable"
+            ) from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise JobBusyError(
+                f"job {config.job_name!r} is already running in process {holder} "
+                f"(it holds {path}); wait until it ends or stop it, then run again"
+            ) from None
+        if _same_file(handle, path):
+            break
+        # The holder removed the file between this open and the lock.
         handle.close()
-        raise JobBusyError(
-            f"job {config.job_name!r} is already running in process {holder} (it "
-            f"holds {path}); wait until it ends or stop it, then run again"
-        ) from None
     handle.seek(0)
     handle.truncate()
     handle.write(f"{os.getpid()}\n")
     handle.flush()
-    return JobLock(handle)
+    return JobLock(handle, path)
+
+
+def _same_file(handle: IO[str], path: Path) -> bool:
+    """Return whether ``handle`` is still the file at ``path``."""
+    try:
+        on_disk = path.stat()
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(handle.fileno())
+    return (opened.st_dev, opened.st_ino) == (on_disk.st_dev, on_disk.st_ino)
 
 
 #: Settings under ``automated_labeling`` that the machine labels are certified

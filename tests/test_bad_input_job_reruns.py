@@ -10,7 +10,7 @@ import yaml
 from labelloop.config import load_job_config
 from labelloop.errors import ConfigError, JobBusyError
 from labelloop.importers import import_digits
-from labelloop.job import lock_job
+from labelloop.job import _same_file, lock_job
 from labelloop.loop import run_job
 
 from jobs_support import write_job
@@ -43,8 +43,46 @@ def test_second_run_of_a_running_job_stops(tmp_path: Path) -> None:
     report = run_job(config)
 
     assert report["counters"]["HumanLabeled"] == 10
-    # The finished run released its lock.
+    # The finished run released its lock and removed the file.
+    assert not (config.output_path / "job.lock").exists()
     lock_job(config).release()
+
+
+def test_stale_lock_file_taken_over(tmp_path: Path) -> None:
+    config = load_job_config(
+        digits_job(tmp_path, n_items=10, automated_labeling={"enabled": False})
+    )
+    config.output_path.mkdir(parents=True)
+    # A killed process leaves its file; the system has dropped its lock.
+    (config.output_path / "job.lock").write_text("12345\n", encoding="utf-8")
+
+    report = run_job(config)
+
+    assert report["counters"]["HumanLabeled"] == 10
+    assert not (config.output_path / "job.lock").exists()
+
+
+def test_lock_on_a_removed_file_does_not_count(tmp_path: Path) -> None:
+    config = load_job_config(
+        digits_job(tmp_path, n_items=10, automated_labeling={"enabled": False})
+    )
+    first = lock_job(config)
+    path = config.output_path / "job.lock"
+    # A second process opened the file just before the first one finished.
+    stale = path.open("a+", encoding="utf-8")
+    try:
+        assert _same_file(stale, path)
+        first.release()
+        # Its handle now points at a removed file: locking that would not
+        # keep out a third run, which creates a new file.
+        assert not _same_file(stale, path)
+        second = lock_job(config)
+        assert _same_file(stale, path) is False
+        with pytest.raises(JobBusyError):
+            lock_job(config)
+        second.release()
+    finally:
+        stale.close()
 
 
 def test_certified_settings_cannot_change_after_machine_labels(
