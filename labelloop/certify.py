@@ -127,9 +127,9 @@ class ThresholdResult:
 START_MARGIN = 0.85
 
 
-def _predicted_start(
+def predicted_start(
     confidences_sorted: np.ndarray, *, max_error: float, delta: float, min_rank: int
-) -> int:
+) -> int | None:
     """Pick the first candidate rank from the model's own confidences alone.
 
     If the model is calibrated, the expected number of errors among its top
@@ -138,6 +138,8 @@ def _predicted_start(
     ``START_MARGIN * max_error``, and no earlier than ``min_rank``. Starting deep
     matters: a model wrong on a few of its most confident items would fail the
     first candidates and certify nothing.
+
+    Returns None when no rank passes even by the model's own account.
     """
     n = len(confidences_sorted)
     expected_errors = np.cumsum(1.0 - confidences_sorted)
@@ -147,7 +149,7 @@ def _predicted_start(
     )
     passing = np.flatnonzero((bounds <= START_MARGIN * max_error) & (ranks >= min_rank))
     if len(passing) == 0:
-        return min(min_rank, n)
+        return None
     return int(ranks[passing[-1]])
 
 
@@ -276,7 +278,7 @@ def certify_threshold(
     but survives a model overconfident on its most confident items, where a
     start predicted from its confidences lies far too deep. Without a pilot
     the scan starts where the model's own confidences predict it to pass
-    (see ``_predicted_start``). Splitting ``delta`` over several starts lost
+    (see ``predicted_start``). Splitting ``delta`` over several starts lost
     coverage on simulated scores in every case, so one sequence is scanned.
 
     Parameters
@@ -332,9 +334,10 @@ def certify_threshold(
             )
         start = pilot_start
     else:
-        start = _predicted_start(
+        predicted = predicted_start(
             sorted_conf, max_error=max_error, delta=delta, min_rank=min_rank
         )
+        start = min(min_rank, n) if predicted is None else predicted
     best, tested, stop_reason = _scan(
         sorted_conf, cumulative_errors, start=start, max_error=max_error, delta=delta
     )

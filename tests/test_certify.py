@@ -16,6 +16,7 @@ from labelloop.certify import (
     clopper_pearson_upper,
     min_items_to_certify,
     plan_thresholds,
+    predicted_start,
     round_delta,
 )
 
@@ -419,3 +420,36 @@ def test_covers_nothing_when_uncertified() -> None:
     plan = ThresholdPlan(mode="global", thresholds=(math.inf, math.inf))
 
     assert not plan.covers(np.array([0, 1]), np.array([1.0, 1.0])).any()
+
+
+def test_predicted_start_trusts_confident_calibrated_scores() -> None:
+    # 300 items at 0.999 expect 0.3 errors: the bound passes at every depth.
+    confidences = np.full(300, 0.999)
+
+    start = predicted_start(confidences, max_error=0.05, delta=0.05, min_rank=59)
+
+    assert start == 300
+
+
+def test_predicted_start_stops_where_expected_errors_grow() -> None:
+    # 200 confident items, then 100 that the model itself expects half wrong.
+    confidences = np.concatenate([np.full(200, 0.999), np.full(100, 0.5)])
+
+    start = predicted_start(confidences, max_error=0.05, delta=0.05, min_rank=59)
+
+    assert start is not None
+    assert 200 <= start < 220
+
+
+def test_predicted_start_none_when_nothing_passes() -> None:
+    confidences = np.full(300, 0.7)
+
+    start = predicted_start(confidences, max_error=0.05, delta=0.05, min_rank=59)
+    result = certify_threshold(
+        confidences, np.ones(300, dtype=bool), max_error=0.05, delta=0.05
+    )
+
+    assert start is None
+    # Without a start of its own, the scan begins at the fewest items that
+    # can certify.
+    assert result.start_rank == 59

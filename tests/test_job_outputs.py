@@ -175,6 +175,26 @@ def test_error_budget_spent_only_by_tests_that_ran(
     assert sum(entry["delta"] for entry in stats) <= 0.05
 
 
+def test_only_the_first_round_goes_without_a_pilot(
+    digits_job: tuple[dict, Path],
+) -> None:
+    report, job_file = digits_job
+    scanned = [entry for entry in report["rounds"] if "scan_start" in entry]
+    assert scanned, "no round recorded where its scan started"
+    for entry in scanned[1:]:
+        assert entry["scan_start"] == "pilot"
+    # The first scan starts where the model's confidences predict it passes,
+    # so every validation item certifies.
+    first = scanned[0]
+    assert first["round"] == 1
+    assert first["certification_test"] == 1
+    assert first["scan_start"] == "model confidences"
+    page = load_job_config(job_file).output_path / "report" / "report.html"
+    assert "Scan start chosen by:</b> model confidences" in page.read_text(
+        encoding="utf-8"
+    )
+
+
 def test_hyperparameters_chosen_again_only_after_growth(
     digits_job: tuple[dict, Path],
 ) -> None:

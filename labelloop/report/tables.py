@@ -33,6 +33,9 @@ def _stop_cell(stats: dict[str, Any]) -> str:
     if reason:
         text = fmt.long_text(str(reason).rstrip("."))
         parts.append(f"<b>Human batch:</b> {text}.")
+    if stats.get("scan_start") and stats.get("certification_test"):
+        start = fmt.long_text(str(stats["scan_start"]))
+        parts.append(f"<b>Scan start chosen by:</b> {start}.")
     if stats.get("stop_reason"):
         parts.append(
             "<b>Why the round stopped:</b> " + fmt.long_text(str(stats["stop_reason"]))
