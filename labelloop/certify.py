@@ -153,6 +153,26 @@ def predicted_start(
     return int(ranks[passing[-1]])
 
 
+def confidences_predict_pass(
+    confidences: np.ndarray, *, max_error: float, delta: float
+) -> bool:
+    """Return whether the model's own confidences predict that some threshold passes.
+
+    This is ``predicted_start`` on the confidences in any order, with the
+    fewest items that can certify as the shallowest rank. A job's first round
+    scans without a pilot only when this holds.
+    """
+    return (
+        predicted_start(
+            np.sort(np.asarray(confidences, dtype=float))[::-1],
+            max_error=max_error,
+            delta=delta,
+            min_rank=min_items_to_certify(max_error, delta),
+        )
+        is not None
+    )
+
+
 def _scan(
     sorted_conf: np.ndarray,
     cumulative_errors: np.ndarray,

@@ -14,6 +14,7 @@ from labelloop.certify import (
     ThresholdPlan,
     certify_threshold,
     clopper_pearson_upper,
+    confidences_predict_pass,
     min_items_to_certify,
     plan_thresholds,
     predicted_start,
@@ -453,3 +454,12 @@ def test_predicted_start_none_when_nothing_passes() -> None:
     # Without a start of its own, the scan begins at the fewest items that
     # can certify.
     assert result.start_rank == 59
+
+
+def test_confidences_predict_pass_any_order() -> None:
+    confident = np.random.default_rng(3).permutation(
+        np.concatenate([np.full(250, 0.999), np.full(50, 0.6)])
+    )
+
+    assert confidences_predict_pass(confident, max_error=0.05, delta=0.05)
+    assert not confidences_predict_pass(np.full(300, 0.7), max_error=0.05, delta=0.05)
