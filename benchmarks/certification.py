@@ -116,16 +116,9 @@ def measure(
     max_error = 1.0 - target
     delta = round_delta(1.0 - 0.95, 1)
     pilot = fold_of(validation, seed=seed + 1, n_folds=PILOT_FOLDS) == 0
+    trusted = confidences_predict_pass(val_conf, max_error=max_error, delta=delta)
     plans = {}
-    for name, val_pilot in (
-        (
-            "loop",
-            None
-            if confidences_predict_pass(val_conf, max_error=max_error, delta=delta)
-            else pilot,
-        ),
-        ("pilot", pilot),
-    ):
+    for name, val_pilot in (("loop", None if trusted else pilot), ("pilot", pilot)):
         plans[name] = plan_thresholds(
             val_predicted=val_pred,
             val_confidences=val_conf,

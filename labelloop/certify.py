@@ -139,7 +139,7 @@ def predicted_start(
     matters: a model wrong on a few of its most confident items would fail the
     first candidates and certify nothing.
 
-    Returns None when no rank passes even by the model's own account.
+    Returns None when no rank passes by the model's own confidences.
     """
     n = len(confidences_sorted)
     expected_errors = np.cumsum(1.0 - confidences_sorted)

@@ -57,11 +57,11 @@ class JobLock:
         self._path = path
 
     def release(self) -> None:
-        """Remove the lock file and release the lock; a second call does nothing.
+        """Remove the lock file, then release the lock. A second call does nothing.
 
-        The file goes while the lock is still held, so a process that opened
-        it meanwhile finds, once it gets the lock, that the file is gone and
-        tries again on a new one (see ``lock_job``).
+        The file is removed while the lock is still held. A process that
+        opened it meanwhile finds, once it gets the lock, that the file is gone,
+        so it tries again on a new one (see ``lock_job``).
         """
         if self._handle is None:
             return
@@ -69,7 +69,7 @@ class JobLock:
             try:
                 self._path.unlink()
             except OSError as error:
-                logger.debug("could not remove %s: %s", self._path, error)
+                logger.debug("failed to remove lock file %s: %s", self._path, error)
         self._handle.close()
         self._handle = None
 

@@ -506,19 +506,21 @@ class LabelingLoop:
             if previous.number < number and previous.stats.get("certification_test")
         )
         delta = round_delta(1.0 - settings.confidence, test_number)
-        pilot: np.ndarray | None = None
-        if self.uses_pilot(number, val_conf[eligible], delta):
-            # A fixed random quarter of the validation items, drawn by id
-            # before any label is seen, chooses where the threshold scan starts.
-            pilot = (
-                fold_of(validation_ids, seed=self.config.seed + 1, n_folds=PILOT_FOLDS)
-                == 0
-            )[eligible]
-        stats["scan_start"] = "pilot" if pilot is not None else "model confidences"
         pool_pred = pool_proba.argmax(axis=1)
         pool_conf = pool_proba.max(axis=1)
         plan: ThresholdPlan
         if settings.threshold_method == "certified":
+            pilot: np.ndarray | None = None
+            if self.uses_pilot(number, val_conf[eligible], delta):
+                # A fixed random quarter of the validation items, drawn by id
+                # before any label is seen, chooses where the scan starts.
+                pilot = (
+                    fold_of(
+                        validation_ids, seed=self.config.seed + 1, n_folds=PILOT_FOLDS
+                    )
+                    == 0
+                )[eligible]
+            stats["scan_start"] = "model confidences" if pilot is None else "pilot"
             plan = plan_thresholds(
                 val_predicted=val_pred[eligible],
                 val_confidences=val_conf[eligible],
@@ -600,13 +602,13 @@ class LabelingLoop:
         when the first sample is small. So the first round's scan starts where
         the model's own confidences predict it to pass, when they predict a
         pass at all, and every validation item certifies. Later rounds use the
-        pilot: a model whose confidences first predict a pass after rounds of
-        more labels tends to be overconfident just where it crossed the line.
-        On TREC they did so in round 4, and that scan failed and spent most of
+        pilot, because a model whose confidences first predict a pass after
+        more labels can be overconfident just where it crossed the line. In a
+        TREC job they did so in round 4, and that scan failed and spent most of
         the job's failure probability.
 
         NOTE: a large first sample set in the job file (1,200 or more text
-        items) can meet the same overconfidence in round 1; the certification
+        items) can meet the same overconfidence in round 1. The certification
         benchmark shows the pilot covering more there.
         """
         if number > 1:

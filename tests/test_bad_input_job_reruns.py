@@ -53,7 +53,7 @@ def test_stale_lock_file_taken_over(tmp_path: Path) -> None:
         digits_job(tmp_path, n_items=10, automated_labeling={"enabled": False})
     )
     config.output_path.mkdir(parents=True)
-    # A killed process leaves its file; the system has dropped its lock.
+    # A killed process leaves its file behind, but the system dropped its lock.
     (config.output_path / "job.lock").write_text("12345\n", encoding="utf-8")
 
     report = run_job(config)
@@ -62,7 +62,7 @@ def test_stale_lock_file_taken_over(tmp_path: Path) -> None:
     assert not (config.output_path / "job.lock").exists()
 
 
-def test_lock_on_a_removed_file_does_not_count(tmp_path: Path) -> None:
+def test_lock_on_removed_file_ignored(tmp_path: Path) -> None:
     config = load_job_config(
         digits_job(tmp_path, n_items=10, automated_labeling={"enabled": False})
     )
@@ -73,11 +73,12 @@ def test_lock_on_a_removed_file_does_not_count(tmp_path: Path) -> None:
     try:
         assert _same_file(stale, path)
         first.release()
-        # Its handle now points at a removed file: locking that would not
+        # The handle now refers to a removed file, so a lock on it would not
         # keep out a third run, which creates a new file.
         assert not _same_file(stale, path)
         second = lock_job(config)
-        assert _same_file(stale, path) is False
+        # The new lock is on a new file, not the one the stale handle refers to.
+        assert not _same_file(stale, path)
         with pytest.raises(JobBusyError):
             lock_job(config)
         second.release()

@@ -175,7 +175,7 @@ def test_error_budget_spent_only_by_tests_that_ran(
     assert sum(entry["delta"] for entry in stats) <= 0.05
 
 
-def test_only_the_first_round_goes_without_a_pilot(
+def test_pilot_skipped_only_in_first_round(
     digits_job: tuple[dict, Path],
 ) -> None:
     report, job_file = digits_job
