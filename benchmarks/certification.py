@@ -48,7 +48,7 @@ from labelloop.models import make_model, tune_model
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from confidence import load_features  # noqa: E402
 from jobs import coverage  # noqa: E402
-from record import command_line, provenance, write_section  # noqa: E402
+from record import publish  # noqa: E402
 
 FOLDS = 5
 
@@ -188,11 +188,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(rows[-1], flush=True)
 
-    command = command_line("certification.py", argv)
-    body = (
-        provenance(command)
-        + "\n"
-        + "A uniform random sample of n items gets its true labels; the head is "
+    publish(
+        "certification.py",
+        argv,
+        "A uniform random sample of n items gets its true labels; the head is "
         + "tuned and cross-fitted on it as in a job's first round and scores the "
         + "rest of the dataset. Coverages are shares of the rest, means over "
         + f"{args.seeds} seeds, at target accuracy {args.target}. Certified is the "
@@ -207,11 +206,11 @@ def main(argv: list[str] | None = None) -> int:
         + "certified coverage | worst certified error | with a pilot | "
         + "best post-hoc bound | oracle |\n|---|---|---|---|---|---|---|---|---|---|\n"
         + "\n".join(rows)
-        + "\n"
+        + "\n",
+        section="certification",
+        title="The price of certifying",
+        record=args.record,
     )
-    print(body)
-    if args.record:
-        write_section("certification", "The price of certifying", body)
     return 0
 
 

@@ -40,7 +40,7 @@ from labelloop.models import make_model, tune_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from jobs import coverage, job_features  # noqa: E402
-from record import command_line, provenance, write_section  # noqa: E402
+from record import publish  # noqa: E402
 
 WORK = Path(__file__).resolve().parent / ".work"
 FUNCTIONS = (
@@ -175,11 +175,10 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(f"| {dataset} | `{extractor}` | {name} | {cells} |")
         print(rows[-len(FUNCTIONS) :], flush=True)
 
-    command = command_line("confidence.py", argv)
-    body = (
-        provenance(command)
-        + "\n"
-        + f"The head trains on {args.share:.0%} of each dataset, a further "
+    publish(
+        "confidence.py",
+        argv,
+        f"The head trains on {args.share:.0%} of each dataset, a further "
         + f"{args.share:.0%} fits the temperature, and the rest is scored. "
         + "Coverage is the largest share of the scored items that a perfect "
         + "threshold on each score could machine-label at that error, the true "
@@ -191,11 +190,11 @@ def main(argv: list[str] | None = None) -> int:
         + ".\n\n"
         + header
         + "\n".join(rows)
-        + "\n"
+        + "\n",
+        section="confidence",
+        title="Confidence functions",
+        record=args.record,
     )
-    print(body)
-    if args.record:
-        write_section("confidence", "Confidence functions", body)
     return 0
 
 

@@ -40,7 +40,7 @@ from labelloop.models.text_tuning import FineTunedTextClassifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from jobs import coverage, job_features  # noqa: E402
-from record import command_line, provenance, write_section  # noqa: E402
+from record import publish  # noqa: E402
 
 WORK = Path(__file__).resolve().parent / ".work"
 
@@ -197,11 +197,10 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 print(rows[-1], flush=True)
 
-    command = command_line("fine_tuning.py", argv)
-    body = (
-        provenance(command)
-        + "\n"
-        + "A uniform random sample of n items gets its true labels; each model "
+    publish(
+        "fine_tuning.py",
+        argv,
+        "A uniform random sample of n items gets its true labels; each model "
         + "learns from them and scores the rest. Coverage is the largest share "
         + "of the rest, taken by confidence, whose true error is within "
         + f"{1 - args.target:.0%}: what a perfect threshold could machine-label. "
@@ -213,11 +212,11 @@ def main(argv: list[str] | None = None) -> int:
         + "| dataset | labels | model | accuracy on the rest | coverage at the "
         + "target | training | scoring |\n|---|---|---|---|---|---|---|\n"
         + "\n".join(rows)
-        + "\n"
+        + "\n",
+        section="fine-tuning",
+        title="Fine-tuning the text encoder",
+        record=args.record,
     )
-    print(body)
-    if args.record:
-        write_section("fine-tuning", "Fine-tuning the text encoder", body)
     return 0
 
 

@@ -34,7 +34,7 @@ from labelloop.models import make_model, tune_model
 from labelloop.store import JobStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from record import command_line, provenance, write_section  # noqa: E402
+from record import publish  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 WORK = ROOT / ".work"
@@ -482,11 +482,10 @@ def main(argv: list[str] | None = None) -> int:
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps([vars(run) for run in runs], indent=2))
-    command = command_line("jobs.py", argv)
-    body = (
-        provenance(command)
-        + "\n"
-        + "Complete jobs through `labelloop run`, with a simulated workforce "
+    publish(
+        "jobs.py",
+        argv,
+        "Complete jobs through `labelloop run`, with a simulated workforce "
         + "answering from the true labels (one worker, no errors) and automated "
         + f"labeling at target accuracy {args.target}. Machine-label accuracy is "
         + "measured against the true labels; the certified error bound is the "
@@ -503,11 +502,11 @@ def main(argv: list[str] | None = None) -> int:
         + "the simulated workforce, certification and the outputs.\n\n"
         + summary(runs, target=args.target)
         + "\n"
-        + table(runs)
+        + table(runs),
+        section=args.section,
+        title=args.title,
+        record=args.record,
     )
-    print(body)
-    if args.record:
-        write_section(args.section, args.title, body)
     return 0
 
 

@@ -68,3 +68,25 @@ def write_section(name: str, title: str, body: str, *, page: Path = PAGE) -> Non
         text = text.rstrip() + "\n\n" + block
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text(text, encoding="utf-8")
+
+
+def publish(
+    script: str,
+    argv: list[str] | None,
+    text: str,
+    *,
+    section: str,
+    title: str,
+    record: bool,
+) -> str:
+    """Prefix ``text`` with its provenance, print it and, with ``record``, save it.
+
+    ``script`` and ``argv`` give the command that reruns the benchmark (see
+    ``command_line``); ``section`` and ``title`` name the part of the page that
+    ``write_section`` replaces. Returns the section's body.
+    """
+    body = provenance(command_line(script, argv)) + "\n" + text
+    print(body)
+    if record:
+        write_section(section, title, body)
+    return body
