@@ -3,7 +3,9 @@
 Each job runs through ``labelloop run`` in a child process, the same code path a
 user takes, with a simulated workforce answering from the true labels. Later
 seeds of a dataset reuse the features that the first seed extracted (copied
-into their databases), as a second job on the same manifest would.
+into their databases), as a second job on the same manifest would. A stopped
+benchmark started again with the same arguments keeps the jobs that finished
+and runs the rest.
 
 Usage::
 
@@ -38,6 +40,10 @@ from record import publish  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 WORK = ROOT / ".work"
+
+#: File beside each job's ``job.yaml`` with its measured results. A benchmark
+#: started again reads finished jobs back from it instead of running them.
+RESULT_FILE = "run.json"
 
 #: Task type and import options of each dataset.
 DATASETS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -455,18 +461,24 @@ def main(argv: list[str] | None = None) -> int:
                     dataset, seed, method=method, limit=args.limit, target=args.target
                 )
                 config = load_job_config(job_file)
-                if (config.output_path / "job.db").exists():
-                    raise SystemExit(
-                        f"{config.output_path} holds an earlier run; delete it to rerun"
-                    )
-                if first_db is None:
-                    first_db = cached_features(
-                        dataset, args.limit, config.output_path / "job.db"
-                    )
-                if first_db is not None:
-                    copy_features(first_db, job_file)
-                run = run_one(job_file, dataset, method, seed)
-                if args.oracle:
+                result_file = job_file.parent / RESULT_FILE
+                read_back = result_file.exists()
+                if read_back:
+                    run = JobRun(**json.loads(result_file.read_text()))
+                else:
+                    if (config.output_path / "job.db").exists():
+                        raise SystemExit(
+                            f"{config.output_path} holds a run that did not "
+                            "finish; delete it to rerun"
+                        )
+                    if first_db is None:
+                        first_db = cached_features(
+                            dataset, args.limit, config.output_path / "job.db"
+                        )
+                    if first_db is not None:
+                        copy_features(first_db, job_file)
+                    run = run_one(job_file, dataset, method, seed)
+                if args.oracle and run.oracle_human is None:
                     if (dataset, seed) not in floors:
                         floors[dataset, seed] = oracle_floor(
                             job_file, target=args.target, seed=seed
@@ -475,8 +487,10 @@ def main(argv: list[str] | None = None) -> int:
                     if floor is not None:
                         run.oracle_human = floor["human_share"]
                         run.oracle_budget = floor["budget"]
+                result_file.write_text(json.dumps(vars(run), indent=2))
                 runs.append(run)
-                print(table([run]).splitlines()[-1], flush=True)
+                row = table([run]).splitlines()[-1]
+                print(row + (" (read back)" if read_back else ""), flush=True)
                 if first_db is None:
                     first_db = config.output_path / "job.db"
 
