@@ -468,8 +468,9 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     if (config.output_path / "job.db").exists():
                         raise SystemExit(
-                            f"{config.output_path} holds a run that did not "
-                            "finish; delete it to rerun"
+                            f"{config.output_path} contains a job database but "
+                            f"no {RESULT_FILE}, so its run did not finish; "
+                            "delete the folder to run the job again"
                         )
                     if first_db is None:
                         first_db = cached_features(

@@ -78,15 +78,14 @@ def publish(
     section: str,
     title: str,
     record: bool,
-) -> str:
+) -> None:
     """Prefix ``text`` with its provenance, print it and, with ``record``, save it.
 
     ``script`` and ``argv`` give the command that reruns the benchmark (see
-    ``command_line``); ``section`` and ``title`` name the part of the page that
-    ``write_section`` replaces. Returns the section's body.
+    ``command_line``). ``section`` and ``title`` name the part of the page that
+    ``write_section`` replaces.
     """
     body = provenance(command_line(script, argv)) + "\n" + text
     print(body)
     if record:
         write_section(section, title, body)
-    return body
