@@ -2,8 +2,10 @@
 
 For each dataset and validation size ``n``, a uniform random sample of ``n``
 items gets its true labels. The job's head is tuned and cross-fitted on it as
-the loop does in a job's first round (five folds) and scores the rest of the
-dataset. These coverages of the rest are compared:
+the loop does in a job's first round (five folds, each fold's probabilities
+spread over the neighbor graph at the tuned strength) and scores the rest of
+the dataset. ``--no-spreading`` leaves the head's probabilities as they are.
+These coverages of the rest are compared:
 
 - certified: the loop's own first-round rule (``plan_thresholds`` at the error
   budget of a job's first test, with a pilot quarter only where the model's
@@ -44,6 +46,7 @@ from labelloop.certify import (
 )
 from labelloop.loop import PILOT_FOLDS, fold_of
 from labelloop.models import make_model, tune_model
+from labelloop.models.propagation import NeighborGraph, tune_alpha
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from confidence import load_features  # noqa: E402
@@ -60,8 +63,13 @@ def cross_fit(
     rest: np.ndarray,
     *,
     seed: int,
+    graph: NeighborGraph | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return out-of-fold probabilities of ``validation`` and of ``rest``."""
+    """Return out-of-fold probabilities of ``validation`` and of ``rest``.
+
+    With a ``graph``, each fold's probabilities are spread over it, the
+    fold's training items fixed at their labels.
+    """
     n_classes = int(labels.max()) + 1
     params = tune_model(
         "logistic-regression",
@@ -70,22 +78,38 @@ def cross_fit(
         features=features[validation],
         labels=labels[validation],
     )
+
+    def fit_predict(rows: np.ndarray) -> np.ndarray:
+        """Train on ``validation[rows]`` and return probabilities of every item."""
+        model = make_model(
+            "logistic-regression", n_classes=n_classes, random_state=seed, **params
+        )
+        model.fit(features[validation[rows]], labels[validation[rows]])
+        return model.predict_proba(features)
+
+    alpha = (
+        tune_alpha(
+            graph, fit_predict, validation, labels[validation], random_state=seed
+        )
+        if graph is not None
+        else 0.0
+    )
     val_folds = fold_of(validation, seed=seed, n_folds=FOLDS)
     rest_folds = fold_of(rest, seed=seed, n_folds=FOLDS)
     val_proba = np.zeros((len(validation), n_classes))
     rest_proba = np.zeros((len(rest), n_classes))
     for fold in range(FOLDS):
-        train = validation[val_folds != fold]
-        model = make_model(
-            "logistic-regression", n_classes=n_classes, random_state=seed, **params
-        )
-        model.fit(features[train], labels[train])
-        val_proba[val_folds == fold] = model.predict_proba(
-            features[validation[val_folds == fold]]
-        )
-        rest_proba[rest_folds == fold] = model.predict_proba(
-            features[rest[rest_folds == fold]]
-        )
+        train = np.flatnonzero(val_folds != fold)
+        probabilities = fit_predict(train)
+        if graph is not None:
+            probabilities = graph.spread(
+                probabilities,
+                validation[train],
+                labels[validation[train]],
+                alpha=alpha,
+            )
+        val_proba[val_folds == fold] = probabilities[validation[val_folds == fold]]
+        rest_proba[rest_folds == fold] = probabilities[rest[rest_folds == fold]]
     return val_proba, rest_proba
 
 
@@ -103,13 +127,21 @@ def post_hoc_rank(
 
 
 def measure(
-    features: np.ndarray, labels: np.ndarray, *, n: int, seed: int, target: float
+    features: np.ndarray,
+    labels: np.ndarray,
+    *,
+    n: int,
+    seed: int,
+    target: float,
+    graph: NeighborGraph | None,
 ) -> dict[str, float]:
     """Return the three coverages of one sample, and the certified labels' error."""
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(labels))
     validation, rest = np.sort(order[:n]), np.sort(order[n:])
-    val_proba, rest_proba = cross_fit(features, labels, validation, rest, seed=seed)
+    val_proba, rest_proba = cross_fit(
+        features, labels, validation, rest, seed=seed, graph=graph
+    )
     val_conf, val_pred = val_proba.max(axis=1), val_proba.argmax(axis=1)
     rest_conf, rest_pred = rest_proba.max(axis=1), rest_proba.argmax(axis=1)
     val_correct = val_pred == labels[validation]
@@ -156,17 +188,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", nargs="+", type=int, default=[300, 600, 1200, 2400])
     parser.add_argument("--seeds", type=int, default=6)
     parser.add_argument("--target", type=float, default=0.95)
+    parser.add_argument(
+        "--no-spreading",
+        dest="spreading",
+        action="store_false",
+        help="Score with the head alone, without spreading over the neighbor graph.",
+    )
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args(argv)
 
     rows = []
     for dataset in args.datasets:
         features, labels, extractor = load_features(dataset)
+        graph = NeighborGraph.build(features) if args.spreading else None
         for n in args.sizes:
             if n >= len(labels) // 2:
                 continue
             runs = [
-                measure(features, labels, n=n, seed=seed, target=args.target)
+                measure(
+                    features,
+                    labels,
+                    n=n,
+                    seed=seed,
+                    target=args.target,
+                    graph=graph,
+                )
                 for seed in range(args.seeds)
             ]
 
@@ -193,7 +239,14 @@ def main(argv: list[str] | None = None) -> int:
         argv,
         "A uniform random sample of n items gets its true labels; the head is "
         + "tuned and cross-fitted on it as in a job's first round and scores the "
-        + "rest of the dataset. Coverages are shares of the rest, means over "
+        + "rest of the dataset"
+        + (
+            ", its probabilities spread over the neighbor graph at the tuned "
+            + "strength. "
+            if args.spreading
+            else ", without spreading over the neighbor graph. "
+        )
+        + "Coverages are shares of the rest, means over "
         + f"{args.seeds} seeds, at target accuracy {args.target}. Certified is the "
         + "loop's first-round rule at the error budget of a job's first test; "
         + "with a pilot, the same scan with a pilot quarter choosing its start "

@@ -33,6 +33,7 @@ from labelloop.features.cache import add_corpus_features, make_corpus_features
 from labelloop.importers import import_dataset
 from labelloop.job import open_job
 from labelloop.models import make_model, tune_model
+from labelloop.models.propagation import NeighborGraph, tune_alpha
 from labelloop.store import JobStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -91,6 +92,9 @@ METHODS: dict[str, dict[str, Any]] = {
         "automated_labeling": {"threshold_method": "tbal"},
         "query_strategy": "margin-sampled",
     },
+    # The certified method without spreading over the neighbor graph, to
+    # measure what spreading buys.
+    "certified-no-spreading": {"label_spreading": "off"},
     # Text datasets only: the encoder itself trains on the human labels.
     "certified-fine-tuned": {"model": "fine-tuned-minilm"},
 }
@@ -124,7 +128,7 @@ def prepare(
         "automated_labeling": automated,
         "seed": seed,
     }
-    for key in ("human_batch_size", "query_strategy", "model"):
+    for key in ("human_batch_size", "query_strategy", "model", "label_spreading"):
         if key in settings:
             job[key] = settings[key]
     job_file = folder / "job.yaml"
@@ -249,8 +253,10 @@ def oracle_floor(
     labels, and scores the rest. With the true labels known, a perfect
     threshold could machine-label the largest set of its most confident items
     whose error is at most ``1 - target``. Humans label everything else. The
-    floor is the smallest human share over the budgets. Reads the features
-    and true labels from the finished job's database.
+    floor is the smallest human share over the budgets. The model's
+    probabilities are spread over the neighbor graph as in the job, unless the
+    job turned spreading off. Reads the features and true labels from the
+    finished job's database.
     """
     found = job_features(job_file)
     if found is None or len(found[1]) < 100:
@@ -259,6 +265,11 @@ def oracle_floor(
     config = load_job_config(job_file)
     n_classes = len(config.label_categories)
     rng = np.random.default_rng(seed)
+    graph = (
+        NeighborGraph.build(features, random_state=seed)
+        if config.label_spreading != "off"
+        else None
+    )
     best = {"human_share": 1.0, "budget": 1.0}
     for budget in ORACLE_BUDGETS:
         order = rng.permutation(len(labels))
@@ -273,11 +284,28 @@ def oracle_floor(
             features=features[train],
             labels=labels[train],
         )
-        model = make_model(
-            config.model, n_classes=n_classes, random_state=seed, **params
-        )
-        model.fit(features[train], labels[train])
-        probabilities = model.predict_proba(features[rest])
+
+        def fit_predict(
+            rows: np.ndarray,
+            train: np.ndarray = train,
+            params: dict[str, Any] = params,
+        ) -> np.ndarray:
+            """Train on ``train[rows]`` and return probabilities of every item."""
+            model = make_model(
+                config.model, n_classes=n_classes, random_state=seed, **params
+            )
+            model.fit(features[train[rows]], labels[train[rows]])
+            return model.predict_proba(features)
+
+        probabilities = fit_predict(np.arange(len(train)))
+        if graph is not None:
+            alpha = tune_alpha(
+                graph, fit_predict, train, labels[train], random_state=seed
+            )
+            probabilities = graph.spread(
+                probabilities, train, labels[train], alpha=alpha
+            )
+        probabilities = probabilities[rest]
         wrong = probabilities.argmax(axis=1) != labels[rest]
         share = coverage(probabilities.max(axis=1), wrong, 1.0 - target)
         machine = share * len(rest) / len(labels)

@@ -185,6 +185,7 @@ class JobConfig(_Frozen):
     query_strategy: str = "margin"
     features: str = "auto"
     model: str = "logistic-regression"
+    label_spreading: Literal["auto", "off"] = "auto"
     fine_tuning: FineTuning = Field(default_factory=FineTuning)
     human_cost_per_item: float = Field(default=0.08, ge=0)
     seed: int = Field(default=0, ge=0, le=2**32 - 1)

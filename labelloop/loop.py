@@ -40,6 +40,7 @@ from labelloop.features.cache import (
 )
 from labelloop.models import make_model, tune_model
 from labelloop.models.folds import fold_of
+from labelloop.models.propagation import NeighborGraph, tune_alpha
 from labelloop.models.text_tuning import FINE_TUNED_MODEL, CrossFittedFineTuner
 from labelloop.quality import WorkerQualityTracker
 from labelloop.reference_thresholds import reference_plan
@@ -160,6 +161,7 @@ class LabelingLoop:
         self.strategy = STRATEGIES.create(config.query_strategy)
         self.timer = RoundTimer()
         self._features: tuple[list[int], np.ndarray] | None = None
+        self._graph: NeighborGraph | None = None
         self._texts: dict[int, str] | None = None
         self.fine_tuner = (
             CrossFittedFineTuner(
@@ -192,6 +194,49 @@ class LabelingLoop:
             self._features = (ids, matrix)
             self.timer.add("features", started)
         return self._features
+
+    def graph(self) -> NeighborGraph | None:
+        """Return the neighbor graph of every valid item, or None without spreading.
+
+        Jobs with ``label_spreading: off`` and fine-tuned jobs, which score
+        texts instead of cached features, spread nothing.
+        """
+        if self.config.label_spreading == "off" or self.fine_tuner is not None:
+            return None
+        if self._graph is None:
+            _, matrix = self.features()
+            if len(matrix) < 2:
+                return None
+            started = time.perf_counter()
+            self._graph = NeighborGraph.build(matrix, random_state=self.config.seed)
+            self.timer.add("training", started)
+        return self._graph
+
+    def _head_scores(
+        self,
+        model: Any,
+        train_ids: np.ndarray,
+        y_of: dict[int, int],
+        alpha: float,
+    ) -> Any:
+        """Return a function from item ids to ``model``'s probabilities of them.
+
+        With ``alpha`` above 0, the probabilities of every item are spread over
+        the neighbor graph first, with the items of ``train_ids`` fixed at
+        their labels.
+        """
+        ids, matrix = self.features()
+        row = {item_id: position for position, item_id in enumerate(ids)}
+        graph = self.graph() if alpha > 0 else None
+        if graph is None:
+            return lambda wanted: model.predict_proba(matrix[[row[i] for i in wanted]])
+        spread = graph.spread(
+            model.predict_proba(matrix),
+            np.array([row[i] for i in train_ids], dtype=int),
+            np.array([y_of[i] for i in train_ids], dtype=int),
+            alpha=alpha,
+        )
+        return lambda wanted: spread[[row[i] for i in wanted]]
 
     def texts(self) -> dict[int, str]:
         """Return the text of every valid item, by id."""
@@ -356,6 +401,8 @@ class LabelingLoop:
         }
         if len(labels) < 2 or len({lab.value["class"] for lab in labels.values()}) < 2:
             return rng.choice(candidates, size=min(n, len(candidates)), replace=False)
+        if self.fine_tuner is None and self.latest_tuning()[1] > 0:
+            self.graph()  # timed on its own, so it is built before the clock starts
         started = time.perf_counter()
         features = matrix[[row[int(c)] for c in candidates]]
         if self.fine_tuner is not None:
@@ -369,13 +416,16 @@ class LabelingLoop:
                 )
             probabilities = self.fine_tuner.predict_proba(texts, candidates)
         else:
-            train_ids = sorted(labels)
+            train_ids = np.array(sorted(labels), dtype=int)
+            y_of = {i: int(labels[i].value["class"]) for i in train_ids}
+            params, alpha, _ = self.latest_tuning()
             model = self._fit_head(
                 matrix[[row[i] for i in train_ids]],
-                np.array([labels[i].value["class"] for i in train_ids]),
-                self.latest_tuning()[0],
+                np.array([y_of[i] for i in train_ids]),
+                params,
             )
-            probabilities = model.predict_proba(features)
+            scores = self._head_scores(model, train_ids, y_of, alpha)
+            probabilities = scores(candidates)
         self.timer.add("training", started)
         chosen = self.strategy.select(probabilities, n, rng=rng, features=features)
         return candidates[chosen]
@@ -631,12 +681,13 @@ class LabelingLoop:
 
         Each of ``cross_fit_folds`` heads on the cached features trains on the
         query items and the other folds' validation items, and scores its own
-        fold. Records the hyperparameters in ``stats``.
+        fold, after spreading over the neighbor graph where the tuning chose
+        to. Records the hyperparameters in ``stats``.
         """
         ids, matrix = self.features()
         row = {item_id: position for position, item_id in enumerate(ids)}
         all_ids = np.concatenate([query_ids, validation_ids])
-        params, tuned_on = self.latest_tuning()
+        params, alpha, tuned_on = self.latest_tuning()
         if tuned_on and len(all_ids) < RETUNE_GROWTH * tuned_on:
             stats["model_params_labels"] = tuned_on
         else:
@@ -644,8 +695,10 @@ class LabelingLoop:
                 matrix[[row[i] for i in all_ids]],
                 np.array([y_of[i] for i in all_ids]),
             )
+            alpha = self.tune_spreading(all_ids, y_of, params)
             stats["model_params_labels"] = len(all_ids)
         stats["model_params"] = params
+        stats["spreading_alpha"] = alpha
         started = time.perf_counter()
         n_folds = self.config.automated_labeling.cross_fit_folds
         val_folds = fold_of(validation_ids, seed=self.config.seed, n_folds=n_folds)
@@ -663,16 +716,13 @@ class LabelingLoop:
                 np.array([y_of[i] for i in train_ids]),
                 params,
             )
+            scores = self._head_scores(model, train_ids, y_of, alpha)
             in_val = val_folds == fold
             if in_val.any():
-                val_proba[in_val] = model.predict_proba(
-                    matrix[[row[i] for i in validation_ids[in_val]]]
-                )
+                val_proba[in_val] = scores(validation_ids[in_val])
             in_pool = pool_folds == fold
             if in_pool.any():
-                pool_proba[in_pool] = model.predict_proba(
-                    matrix[[row[i] for i in pool_ids[in_pool]]]
-                )
+                pool_proba[in_pool] = scores(pool_ids[in_pool])
         self.timer.add("training", started)
         if self.progress:
             self.progress(f"round {number}: training", n_folds, n_folds)
@@ -732,16 +782,46 @@ class LabelingLoop:
         self.timer.add("training", started)
         return params
 
-    def latest_tuning(self) -> tuple[dict[str, Any], int]:
-        """Return the newest chosen hyperparameters and the labels they were chosen on.
+    def tune_spreading(
+        self, label_ids: np.ndarray, y_of: dict[int, int], params: dict[str, Any]
+    ) -> float:
+        """Return the spreading strength chosen on the human labels of ``label_ids``.
 
-        Both are empty (``{}`` and 0) before any round chose them.
+        Returns 0.0 when the job spreads nothing.
+        """
+        graph = self.graph()
+        if graph is None:
+            return 0.0
+        ids, matrix = self.features()
+        row = {item_id: position for position, item_id in enumerate(ids)}
+        rows = np.array([row[i] for i in label_ids], dtype=int)
+        labels = np.array([y_of[i] for i in label_ids], dtype=int)
+        started = time.perf_counter()
+
+        def fit_predict(train: np.ndarray) -> np.ndarray:
+            model = self._fit_head(matrix[rows[train]], labels[train], params)
+            return model.predict_proba(matrix)
+
+        alpha = tune_alpha(
+            graph, fit_predict, rows, labels, random_state=self.config.seed
+        )
+        self.timer.add("training", started)
+        return alpha
+
+    def latest_tuning(self) -> tuple[dict[str, Any], float, int]:
+        """Return the newest hyperparameters, spreading strength and their label count.
+
+        They are ``{}``, 0.0 and 0 before any round chose them.
         """
         for previous in reversed(self.store.rounds()):
             params = previous.stats.get("model_params")
             if params:
-                return dict(params), int(previous.stats.get("model_params_labels") or 0)
-        return {}, 0
+                return (
+                    dict(params),
+                    float(previous.stats.get("spreading_alpha") or 0.0),
+                    int(previous.stats.get("model_params_labels") or 0),
+                )
+        return {}, 0.0, 0
 
     def train_final_model(self) -> tuple[Any, dict[str, Any]]:
         """Train the delivered model on every human label.

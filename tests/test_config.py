@@ -385,3 +385,17 @@ def test_seed_outside_generator_range(tmp_path: Path, seed: int) -> None:
     assert "seed" in message
     assert f"(got {seed})" in message
     assert_no_noise(message)
+
+
+def test_label_spreading_defaults_to_auto(tmp_path: Path) -> None:
+    config = load_job_config(write_job(tmp_path, MINIMAL))
+
+    assert config.label_spreading == "auto"
+
+
+def test_unknown_label_spreading_named(tmp_path: Path) -> None:
+    message = config_error(tmp_path, {**MINIMAL, "label_spreading": "on"})
+
+    assert "label_spreading" in message
+    assert "'auto' or 'off'" in message
+    assert_no_noise(message)

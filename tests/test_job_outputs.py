@@ -18,6 +18,7 @@ from labelloop.features.text import load_minilm
 from labelloop.importers import import_ag_news
 from labelloop.loop import RETUNE_GROWTH, run_job
 from labelloop.models.heads import C_GRID
+from labelloop.models.propagation import ALPHA_GRID
 
 from jobs_support import require_shared_data, write_job
 
@@ -202,10 +203,12 @@ def test_hyperparameters_chosen_again_only_after_growth(
     trained = [entry for entry in report["rounds"] if entry.get("model_params")]
     assert trained, "no round recorded its model's hyperparameters"
     assert trained[0]["model_params"]["C"] in C_GRID
+    assert trained[0]["spreading_alpha"] in ALPHA_GRID
     for previous, entry in pairwise(trained):
         labels = entry["validation_items"] + entry["query_items"]
         if labels < RETUNE_GROWTH * previous["model_params_labels"]:
             assert entry["model_params"] == previous["model_params"]
+            assert entry["spreading_alpha"] == previous["spreading_alpha"]
             assert entry["model_params_labels"] == previous["model_params_labels"]
         else:
             assert entry["model_params_labels"] == labels

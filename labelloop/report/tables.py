@@ -36,6 +36,11 @@ def _stop_cell(stats: dict[str, Any]) -> str:
     if stats.get("scan_start") and stats.get("certification_test"):
         start = fmt.long_text(str(stats["scan_start"]))
         parts.append(f"<b>Scan start chosen by:</b> {start}.")
+    alpha = as_number(stats.get("spreading_alpha"))
+    if alpha:
+        parts.append(
+            f"<b>Label spreading:</b> strength {alpha:g} over the neighbor graph."
+        )
     if stats.get("stop_reason"):
         parts.append(
             "<b>Why the round stopped:</b> " + fmt.long_text(str(stats["stop_reason"]))
