@@ -200,6 +200,16 @@ class JobConfig(_Frozen):
             )
         return name
 
+    @field_validator("label_spreading", mode="before")
+    @classmethod
+    def _read_yaml_switch(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `off` (and `no`, `false`) as False.
+        if value is False:
+            return "off"
+        if value is True:
+            return "auto"
+        return value
+
     @field_validator("features", "query_strategy", "model", "consolidation")
     @classmethod
     def _check_registered(cls, name: str, info: Any) -> str:

@@ -697,6 +697,9 @@ class LabelingLoop:
             )
             alpha = self.tune_spreading(all_ids, y_of, params)
             stats["model_params_labels"] = len(all_ids)
+        if self.graph() is None:
+            # A resumed job whose file now turns spreading off spreads nothing.
+            alpha = 0.0
         stats["model_params"] = params
         stats["spreading_alpha"] = alpha
         started = time.perf_counter()
@@ -870,6 +873,7 @@ class LabelingLoop:
         if train_ids:
             model.fit(train_features, train_labels)
         info = {
+            "spreading_alpha": self.latest_tuning()[1] if self.graph() else 0.0,
             "training_items": len(train_ids),
             "features": self.extractor.name
             + (f"+{self.corpus.name}" if self.corpus is not None else ""),

@@ -124,6 +124,18 @@ def write_worker_responses(config: JobConfig, store: JobStore, path: Path) -> No
             handle.write(json.dumps(row) + "\n")
 
 
+def _spreading_lines(alpha: float | None) -> list[str]:
+    """Return the model card's note on label spreading, empty without it."""
+    if not alpha:
+        return []
+    return [
+        f"- The job's scores spread this model's probabilities over a graph of "
+        f"the job's items (label spreading at strength {alpha:g}). The "
+        "validation accuracy above includes spreading. The saved model does not "
+        "spread, so on new items it may score lower."
+    ]
+
+
 def write_model(
     config: JobConfig,
     model: Any,
@@ -156,6 +168,7 @@ def write_model(
         f"- Classes ({len(config.label_categories)}): "
         + ", ".join(config.label_categories),
         f"- Validation accuracy (cross-fitted, last round): {accuracy}",
+        *_spreading_lines(info.get("spreading_alpha")),
         "",
         (
             "Load it with `joblib.load(path)`: a dict with `model` (its "

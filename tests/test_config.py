@@ -399,3 +399,10 @@ def test_unknown_label_spreading_named(tmp_path: Path) -> None:
     assert "label_spreading" in message
     assert "'auto' or 'off'" in message
     assert_no_noise(message)
+
+
+def test_label_spreading_reads_yaml_off(tmp_path: Path) -> None:
+    path = write_job(tmp_path, MINIMAL)
+    path.write_text(path.read_text() + "label_spreading: off\n")
+
+    assert load_job_config(path).label_spreading == "off"

@@ -102,6 +102,9 @@ def test_digits_model_and_card_written(digits_job: tuple[dict, Path]) -> None:
     assert np.allclose(probabilities.sum(axis=1), 1.0)
     card = Path(report["outputs"]["model_card"]).read_text(encoding="utf-8")
     assert "Validation accuracy" in card
+    alphas = [e["spreading_alpha"] for e in report["rounds"] if "spreading_alpha" in e]
+    assert alphas[-1] > 0, "the digits job is expected to spread"
+    assert f"label spreading at strength {alphas[-1]:g}" in card
     assert Path(report["outputs"]["report_html"]).stat().st_size > 0
 
 

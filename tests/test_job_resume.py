@@ -142,3 +142,34 @@ def test_killed_job_resumes_same_counters(
     assert report["status"] == "completed"
     assert report["counters"] == uninterrupted["counters"]
     assert after == uninterrupted["answers"]
+
+
+def test_resume_with_spreading_turned_off(tmp_path: Path) -> None:
+    imported = import_digits(tmp_path / "data", limit=900, seed=5)
+    (tmp_path / "job").mkdir()
+    job_file = write_job(
+        tmp_path / "job",
+        job_name="spreading-off",
+        task_type="image-classification",
+        features="image-mid",
+        label_category_file=str(tmp_path / "data" / "class-labels.json"),
+        input_manifest=str(imported.manifest),
+        workforce={"type": "simulated", "error_rates": [0.0]},
+        human_batch_size=40,
+        automated_labeling={
+            "min_items": 100,
+            "validation_size": 200,
+            "target_accuracy": 0.99,
+        },
+        seed=3,
+    )
+    first = run_job(load_job_config(job_file), max_rounds=1)
+    assert first["rounds"][0]["spreading_alpha"] > 0, "round 1 is expected to spread"
+    # A bare `off`, which YAML reads as False, as a user would write it.
+    job_file.write_text(job_file.read_text() + "label_spreading: off\n")
+
+    report = run_job(load_job_config(job_file), max_rounds=2)
+    later = [entry for entry in report["rounds"][1:] if "spreading_alpha" in entry]
+
+    assert later, "no later round scored the pool"
+    assert {entry["spreading_alpha"] for entry in later} == {0.0}

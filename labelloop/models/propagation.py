@@ -93,7 +93,8 @@ class NeighborGraph:
         n_neighbors = min(n_neighbors, n_items - 1)
         reduced = StandardScaler().fit_transform(features)
         n_components = min(n_components, n_items, n_features)
-        if n_components < n_features:
+        # Features that are equal on every item have no principal components.
+        if n_components < n_features and reduced.any():
             reduced = PCA(
                 n_components=n_components,
                 svd_solver="randomized",

@@ -146,3 +146,13 @@ def test_tune_alpha_off_when_class_is_rare() -> None:
         raise AssertionError("no fold should train when a class has 2 labels")
 
     assert tune_alpha(graph, fit_predict, rows, labels) == 0.0
+
+
+def test_graph_of_identical_items_builds() -> None:
+    # Every item alike, as when a job's images are all one blank picture.
+    graph = NeighborGraph.build(np.zeros((30, 100)), n_neighbors=10)
+    assert graph.neighbors.shape == (30, 10)
+    spread = graph.spread(
+        np.full((30, 3), 1 / 3), np.array([0, 1]), np.array([0, 2]), alpha=0.5
+    )
+    np.testing.assert_allclose(spread.sum(axis=1), 1.0)
