@@ -86,6 +86,9 @@ class NeighborGraph:
         The features are standardized and reduced to ``n_components``
         principal components first. ``n_neighbors`` shrinks to fit datasets
         of fewer items.
+
+        NOTE: scikit-learn searches 64 components by brute force, so the time
+        grows with the square of the items. It is not measured past 10,000.
         """
         n_items, n_features = features.shape
         if n_items < 2:
