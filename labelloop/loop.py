@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,7 +219,7 @@ class LabelingLoop:
         train_ids: np.ndarray,
         y_of: dict[int, int],
         alpha: float,
-    ) -> Any:
+    ) -> Callable[[np.ndarray], np.ndarray]:
         """Return a function from item ids to ``model``'s probabilities of them.
 
         With ``alpha`` above 0, the probabilities of every item are spread over
@@ -401,7 +402,8 @@ class LabelingLoop:
         }
         if len(labels) < 2 or len({lab.value["class"] for lab in labels.values()}) < 2:
             return rng.choice(candidates, size=min(n, len(candidates)), replace=False)
-        if self.fine_tuner is None and self.latest_tuning()[1] > 0:
+        params, alpha, _ = self.latest_tuning()
+        if self.fine_tuner is None and alpha > 0:
             self.graph()  # timed on its own, so it is built before the clock starts
         started = time.perf_counter()
         features = matrix[[row[int(c)] for c in candidates]]
@@ -418,7 +420,6 @@ class LabelingLoop:
         else:
             train_ids = np.array(sorted(labels), dtype=int)
             y_of = {i: int(labels[i].value["class"]) for i in train_ids}
-            params, alpha, _ = self.latest_tuning()
             model = self._fit_head(
                 matrix[[row[i] for i in train_ids]],
                 np.array([y_of[i] for i in train_ids]),

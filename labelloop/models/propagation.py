@@ -8,7 +8,7 @@ in place of the usual zero prior of unlabeled items::
 
     F <- alpha * W @ F + (1 - alpha) * P
 
-where ``W`` averages each item's nearest neighbors, ``P`` holds the head's
+where ``W`` averages each item's nearest neighbors, ``P`` contains the head's
 probabilities and the rows of the head's own training items stay fixed at
 their labels. ``alpha = 0`` returns the head's probabilities unchanged. The
 strength is chosen by cross-validated log-loss on the human labels, so it

@@ -17,6 +17,12 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
     return data.data.astype(np.float64), data.target.astype(int)
 
 
+@pytest.fixture(scope="module")
+def digits_graph(digits: tuple[np.ndarray, np.ndarray]) -> NeighborGraph:
+    """Return the neighbor graph of all 1,797 digits, built once for the module."""
+    return NeighborGraph.build(digits[0])
+
+
 def head_probabilities(
     features: np.ndarray, labels: np.ndarray, train: np.ndarray
 ) -> np.ndarray:
@@ -56,18 +62,22 @@ def test_graph_needs_two_items() -> None:
         NeighborGraph.build(np.ones((1, 3)))
 
 
-def test_spread_alpha_zero_is_identity(digits: tuple[np.ndarray, np.ndarray]) -> None:
+def test_spread_alpha_zero_is_identity(
+    digits: tuple[np.ndarray, np.ndarray], digits_graph: NeighborGraph
+) -> None:
     features, labels = digits
-    graph = NeighborGraph.build(features)
+    graph = digits_graph
     train = np.arange(0, 1797, 20)
     probabilities = head_probabilities(features, labels, train)
     spread = graph.spread(probabilities, train, labels[train], alpha=0.0)
     np.testing.assert_array_equal(spread, probabilities)
 
 
-def test_spread_fixes_training_rows(digits: tuple[np.ndarray, np.ndarray]) -> None:
+def test_spread_fixes_training_rows(
+    digits: tuple[np.ndarray, np.ndarray], digits_graph: NeighborGraph
+) -> None:
     features, labels = digits
-    graph = NeighborGraph.build(features)
+    graph = digits_graph
     train = np.arange(0, 1797, 20)
     probabilities = head_probabilities(features, labels, train)
     spread = graph.spread(probabilities, train, labels[train], alpha=0.8)
@@ -76,14 +86,16 @@ def test_spread_fixes_training_rows(digits: tuple[np.ndarray, np.ndarray]) -> No
     np.testing.assert_allclose(spread[train].max(axis=1), 1.0)
 
 
-def test_spread_raises_digit_accuracy(digits: tuple[np.ndarray, np.ndarray]) -> None:
+def test_spread_raises_digit_accuracy(
+    digits: tuple[np.ndarray, np.ndarray], digits_graph: NeighborGraph
+) -> None:
     # 60 labels of 1,797 real digits: neighbors in pixel space agree on the
     # class more often than a logistic head trained on so few labels.
     features, labels = digits
     rng = np.random.default_rng(0)
     train = rng.choice(len(labels), size=60, replace=False)
     rest = np.setdiff1d(np.arange(len(labels)), train)
-    graph = NeighborGraph.build(features)
+    graph = digits_graph
     probabilities = head_probabilities(features, labels, train)
     spread = graph.spread(probabilities, train, labels[train], alpha=0.8)
     head_accuracy = (probabilities[rest].argmax(axis=1) == labels[rest]).mean()
@@ -105,10 +117,12 @@ def test_spread_rejects_wrong_row_count(digits: tuple[np.ndarray, np.ndarray]) -
         graph.spread(np.full((49, 10), 0.1), np.array([0]), np.array([0]), alpha=0.5)
 
 
-def test_tune_alpha_spreads_on_digits(digits: tuple[np.ndarray, np.ndarray]) -> None:
+def test_tune_alpha_spreads_on_digits(
+    digits: tuple[np.ndarray, np.ndarray], digits_graph: NeighborGraph
+) -> None:
     features, labels = digits
     rows = np.random.default_rng(1).choice(len(labels), size=90, replace=False)
-    graph = NeighborGraph.build(features)
+    graph = digits_graph
 
     def fit_predict(train: np.ndarray) -> np.ndarray:
         return head_probabilities(features, labels, rows[train])
