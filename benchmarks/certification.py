@@ -44,7 +44,7 @@ from labelloop.certify import (
     plan_thresholds,
     round_delta,
 )
-from labelloop.loop import PILOT_FOLDS, fold_of
+from labelloop.loop import PILOT_FOLDS, PILOT_SEED_STEP, fold_of
 from labelloop.models import make_model, tune_model
 from labelloop.models.propagation import NeighborGraph, tune_alpha
 
@@ -147,7 +147,9 @@ def measure(
     val_correct = val_pred == labels[validation]
     max_error = 1.0 - target
     delta = round_delta(1.0 - 0.95, 1)
-    pilot = fold_of(validation, seed=seed + 1, n_folds=PILOT_FOLDS) == 0
+    # The pilot of a job's first round.
+    pilot_seed = seed + 1 + PILOT_SEED_STEP
+    pilot = fold_of(validation, seed=pilot_seed, n_folds=PILOT_FOLDS) == 0
     trusted = confidences_predict_pass(val_conf, max_error=max_error, delta=delta)
     plans = {}
     for name, val_pilot in (("loop", None if trusted else pilot), ("pilot", pilot)):

@@ -213,6 +213,8 @@ def _scan(
 
 #: A scan runs only where the pilot gives its start at least this probability
 #: of passing, because a failed test spends its share of the budget for nothing.
+#: Each failure raises the items the next test needs: at 3% error, 382 for a
+#: job's first test and 977 for its fifth.
 MIN_PASS_PROBABILITY = 0.5
 
 
@@ -234,37 +236,26 @@ def _max_passing_errors(n_max: int, *, max_error: float, delta: float) -> np.nda
     return limits
 
 
-def _pilot_start(
+def _most_likely_start(
     pilot_conf: np.ndarray,
     pilot_correct: np.ndarray,
     sorted_conf: np.ndarray,
-    *,
-    max_error: float,
-    delta: float,
+    limits: np.ndarray,
     min_rank: int,
-) -> int | None:
-    """Pick the first candidate rank from a separate pilot sample's labels.
+) -> tuple[int, float] | None:
+    """Return the start most likely to pass by these pilot items, and its probability.
 
     For each pilot confidence, the pilot items above it give a posterior
     (Jeffreys prior) on the error rate above the same confidence, and the
     beta-binomial predictive gives the probability that the certifying items
-    above it pass the first test. The start is the rank most likely to pass:
-    the scan goes deeper from there on its own, so a start deeper than that
-    adds little coverage and risks the whole test. Where the most
-    confident items are already a little wrong (2% on AG News), it starts
-    deep enough for a bound to reach the target, instead of at the few most
-    confident items, whose first error ends the scan.
-
-    Returns None when no rank passes with probability
-    ``MIN_PASS_PROBABILITY``, because the test would most likely fail and
-    skipping it saves its budget.
+    above it pass the first test. ``limits`` comes from ``_max_passing_errors``.
+    Returns None when no rank at or past ``min_rank`` can pass at all.
     """
     order = np.argsort(-pilot_conf, kind="stable")
     pilot_sorted = pilot_conf[order]
     pilot_errors = np.cumsum(~pilot_correct[order])
     # Number of certification items at or above each pilot confidence.
     counts = np.searchsorted(-sorted_conf, -pilot_sorted, side="right")
-    limits = _max_passing_errors(len(sorted_conf), max_error=max_error, delta=delta)
     positions = np.arange(len(pilot_sorted))
     usable = counts >= min_rank
     usable[usable] = limits[counts[usable]] >= 0
@@ -277,9 +268,79 @@ def _pilot_start(
     )
     # The first maximum is the shallowest start of equal probability.
     best_at = int(np.argmax(probabilities))
-    if probabilities[best_at] < MIN_PASS_PROBABILITY:
+    return int(counts[best_at]), float(probabilities[best_at])
+
+
+def _pass_probability(
+    start: int,
+    pilot_conf: np.ndarray,
+    pilot_correct: np.ndarray,
+    sorted_conf: np.ndarray,
+    limits: np.ndarray,
+) -> float:
+    """Return the chance that a scan from ``start`` passes, by these pilot items."""
+    above = pilot_conf >= sorted_conf[start - 1]
+    errors = int((~pilot_correct[above]).sum())
+    return float(
+        betabinom.cdf(limits[start], start, errors + 0.5, above.sum() - errors + 0.5)
+    )
+
+
+def _pilot_start(
+    pilot_conf: np.ndarray,
+    pilot_correct: np.ndarray,
+    sorted_conf: np.ndarray,
+    *,
+    max_error: float,
+    delta: float,
+    min_rank: int,
+) -> int | None:
+    """Pick the first candidate rank from a separate pilot sample's labels.
+
+    The start is the rank most likely to pass by the whole pilot (see
+    ``_most_likely_start``): the scan goes deeper from there on its own, so a
+    start deeper than that adds little coverage and risks the whole test.
+    Where the most confident items are already a little wrong (2% on AG
+    News), it starts deep enough for a bound to reach the target, instead of
+    at the few most confident items, whose first error ends the scan.
+
+    Whether to test at all is decided on an honest estimate. The best of many
+    starts looks better than it is, because the pilot items above it are
+    clean partly by chance. So each half of the pilot (alternate items in the
+    given order, a split that ignores labels) chooses its own start and the
+    other half estimates that start's probability of passing. This was
+    measured on cross-fitted scores of growing random samples of AG News and
+    TREC. Starts that the whole pilot gave 0.7 to 0.9 passed 21 of 32 times.
+    Starts whose halves' mean estimate was 0.5 to 0.7 passed 16 of 22 times.
+
+    Returns None when the mean of the two halves' estimates is below
+    ``MIN_PASS_PROBABILITY``, because the test would most likely fail and
+    skipping it saves its budget.
+    """
+    limits = _max_passing_errors(len(sorted_conf), max_error=max_error, delta=delta)
+    best = _most_likely_start(pilot_conf, pilot_correct, sorted_conf, limits, min_rank)
+    if best is None:
         return None
-    return int(counts[best_at])
+    halves = np.arange(len(pilot_conf)) % 2 == 0
+    estimates = []
+    for chooser in (halves, ~halves):
+        chosen = _most_likely_start(
+            pilot_conf[chooser], pilot_correct[chooser], sorted_conf, limits, min_rank
+        )
+        estimates.append(
+            0.0
+            if chosen is None
+            else _pass_probability(
+                chosen[0],
+                pilot_conf[~chooser],
+                pilot_correct[~chooser],
+                sorted_conf,
+                limits,
+            )
+        )
+    if np.mean(estimates) < MIN_PASS_PROBABILITY:
+        return None
+    return best[0]
 
 
 def certify_threshold(

@@ -56,6 +56,10 @@ logger = logging.getLogger(__name__)
 #: without one (see ``LabelingLoop.uses_pilot``).
 PILOT_FOLDS = 4
 
+#: Each round's pilot hashes the validation ids with a seed that grows by this
+#: step per round, so every round draws a different pilot.
+PILOT_SEED_STEP = 7919
+
 #: The model's hyperparameters are chosen again once the human labels have
 #: grown by this factor since they were last chosen. Rounds in between reuse
 #: them, so the search runs in only a few rounds of a job.
@@ -563,13 +567,13 @@ class LabelingLoop:
         if settings.threshold_method == "certified":
             pilot: np.ndarray | None = None
             if self.uses_pilot(number, val_conf[eligible], delta):
-                # A fixed random quarter of the validation items, drawn by id
-                # before any label is seen, chooses where the scan starts.
+                # A random quarter of the validation items, drawn by a hash of
+                # their ids, chooses where the scan starts. It is drawn anew
+                # each round, so a pilot that looks clean by chance does not
+                # call for a failing test round after round.
+                pilot_seed = self.config.seed + 1 + PILOT_SEED_STEP * number
                 pilot = (
-                    fold_of(
-                        validation_ids, seed=self.config.seed + 1, n_folds=PILOT_FOLDS
-                    )
-                    == 0
+                    fold_of(validation_ids, seed=pilot_seed, n_folds=PILOT_FOLDS) == 0
                 )[eligible]
             stats["scan_start"] = "model confidences" if pilot is None else "pilot"
             plan = plan_thresholds(
