@@ -31,6 +31,16 @@ def head_probabilities(
     return model.predict_proba(features)
 
 
+@pytest.fixture(scope="module")
+def every_twentieth_head(
+    digits: tuple[np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return every twentieth digit's row and a head's probabilities trained on them."""
+    features, labels = digits
+    train = np.arange(0, len(labels), 20)
+    return train, head_probabilities(features, labels, train)
+
+
 def test_graph_excludes_each_item_itself(digits: tuple[np.ndarray, np.ndarray]) -> None:
     features, _ = digits
     graph = NeighborGraph.build(features[:300], n_neighbors=5)
@@ -63,24 +73,24 @@ def test_graph_needs_two_items() -> None:
 
 
 def test_spread_alpha_zero_is_identity(
-    digits: tuple[np.ndarray, np.ndarray], digits_graph: NeighborGraph
+    digits: tuple[np.ndarray, np.ndarray],
+    digits_graph: NeighborGraph,
+    every_twentieth_head: tuple[np.ndarray, np.ndarray],
 ) -> None:
-    features, labels = digits
-    graph = digits_graph
-    train = np.arange(0, 1797, 20)
-    probabilities = head_probabilities(features, labels, train)
-    spread = graph.spread(probabilities, train, labels[train], alpha=0.0)
+    _, labels = digits
+    train, probabilities = every_twentieth_head
+    spread = digits_graph.spread(probabilities, train, labels[train], alpha=0.0)
     np.testing.assert_array_equal(spread, probabilities)
 
 
 def test_spread_fixes_training_rows(
-    digits: tuple[np.ndarray, np.ndarray], digits_graph: NeighborGraph
+    digits: tuple[np.ndarray, np.ndarray],
+    digits_graph: NeighborGraph,
+    every_twentieth_head: tuple[np.ndarray, np.ndarray],
 ) -> None:
-    features, labels = digits
-    graph = digits_graph
-    train = np.arange(0, 1797, 20)
-    probabilities = head_probabilities(features, labels, train)
-    spread = graph.spread(probabilities, train, labels[train], alpha=0.8)
+    _, labels = digits
+    train, probabilities = every_twentieth_head
+    spread = digits_graph.spread(probabilities, train, labels[train], alpha=0.8)
     np.testing.assert_allclose(spread.sum(axis=1), 1.0)
     np.testing.assert_array_equal(spread[train].argmax(axis=1), labels[train])
     np.testing.assert_allclose(spread[train].max(axis=1), 1.0)
