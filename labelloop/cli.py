@@ -151,7 +151,7 @@ def status(job_file: Path) -> None:
             "round",
             "status",
             "human",
-            "machine",
+            "machine (in force)",
             "threshold",
             "validation acc.",
             "bound",

@@ -9,7 +9,9 @@ where it stopped:
     The answers are consolidated into human labels.
 ``done``
     Models are trained, a threshold is certified on the validation items and
-    the pool items above it get machine labels.
+    the pool items above it get machine labels. Under certified thresholds
+    the pool includes earlier machine labels, and a round that certifies at
+    least as many items replaces the whole machine-labeled set.
 """
 
 from __future__ import annotations
@@ -67,7 +69,9 @@ RETUNE_GROWTH = 1.5
 
 #: Share of each later round's human batch drawn uniformly at random as new
 #: validation items, once a threshold has certified; the rest is chosen by the
-#: query strategy. Before that, whole batches are random.
+#: query strategy. Before that, whole batches are random. Under certified
+#: thresholds the draw includes machine-labeled items, the set the next test
+#: covers.
 VALIDATION_SHARE = 0.25
 
 
@@ -181,6 +185,18 @@ class LabelingLoop:
     # Helpers
 
     @property
+    def certifies_whole_set(self) -> bool:
+        """Whether each test covers every machine label, not only the new ones.
+
+        True for certified thresholds. The reference methods keep Ground
+        Truth's way: each round labels items above its threshold for good.
+        """
+        return (
+            self.automated
+            and self.config.automated_labeling.threshold_method == "certified"
+        )
+
+    @property
     def automated(self) -> bool:
         settings = self.config.automated_labeling
         return settings.enabled and len(self.store.items()) >= settings.min_items
@@ -287,6 +303,20 @@ class LabelingLoop:
                 if item.id not in labels and item.id not in tasked
             ]
         )
+        # Machine labels of a certified job are provisional: the next test
+        # covers them again, so validation items are drawn from them too.
+        open_for_validation = (
+            np.array(
+                [
+                    item.id
+                    for item in items
+                    if item.id not in tasked
+                    and (item.id not in labels or labels[item.id].origin != "human")
+                ]
+            )
+            if self.certifies_whole_set
+            else open_for_humans
+        )
 
         stop = self.stop_reason(
             n_items=n_items, n_labeled=len(labels), n_open=len(open_for_humans)
@@ -336,7 +366,7 @@ class LabelingLoop:
                 share = VALIDATION_SHARE if certified else 1.0
                 n_validation = int(round(share * size))
                 validation = rng.choice(
-                    open_for_humans, size=n_validation, replace=False
+                    open_for_validation, size=n_validation, replace=False
                 )
                 rest = np.setdiff1d(open_for_humans, validation)
                 query = (
@@ -442,7 +472,8 @@ class LabelingLoop:
         estimate uses all of their answers; it may exclude workers. Items that
         need more answers (adaptive redundancy, or answers from excluded
         workers) go back to the workforce until none does. Only the round's
-        items get labels: a label once written is final.
+        items get labels. A human label once written is final, and it replaces
+        a machine label of the same item.
         """
         started = time.perf_counter()
         expired = set(self.workforce.collect(self.store, number))
@@ -487,7 +518,12 @@ class LabelingLoop:
         )
 
     def train_and_label(self, number: int) -> dict[str, Any]:
-        """Train cross-fitted models, certify a threshold and write machine labels."""
+        """Train cross-fitted models, certify a threshold and write machine labels.
+
+        Under certified thresholds the round's labels replace every earlier
+        machine label when they are at least as many; otherwise the earlier
+        set stays in force. The reference methods add to it instead.
+        """
         ids, matrix = self.features()
         row = {item_id: position for position, item_id in enumerate(ids)}
         labels = self.store.labels()
@@ -501,7 +537,21 @@ class LabelingLoop:
         query_ids = np.array(
             sorted(i for i in human if purposes.get(i) != "validation"), dtype=int
         )
-        pool_ids = np.array([i for i in ids if i not in labels], dtype=int)
+        whole_set = self.certifies_whole_set
+        # The pool is every item this round's threshold may machine-label:
+        # with whole-set certification that includes the current machine
+        # labels, which the round's test must cover again.
+        pool_ids = np.array(
+            [
+                i
+                for i in ids
+                if i not in labels or (whole_set and labels[i].origin != "human")
+            ],
+            dtype=int,
+        )
+        machine_before = {
+            i: lab for i, lab in labels.items() if lab.origin == "machine"
+        }
         y_of = {i: int(lab.value["class"]) for i, lab in human.items()}
 
         stats: dict[str, Any] = {
@@ -511,7 +561,7 @@ class LabelingLoop:
             "validation_items": int(len(validation_ids)),
             "query_items": int(len(query_ids)),
             "pool_items": int(len(pool_ids)),
-            "machine_labeled": 0,
+            "machine_labeled": len(machine_before),
         }
         if not self.automated or len(pool_ids) == 0 or len(human) < 2:
             stats["stop_reason"] = "no machine labeling this round: " + (
@@ -542,12 +592,17 @@ class LabelingLoop:
             float(val_correct.mean()) if len(val_true) else None
         )
 
-        # Validation items that earlier rounds' thresholds covered stand for pool
-        # items that are already machine-labeled, so they leave the sample.
+        # Under whole-set certification every validation item stands for the
+        # pool, machine-labeled items included. Otherwise validation items
+        # that earlier rounds' thresholds covered stand for items that are
+        # already machine-labeled, so they leave the sample.
         covered_before = set()
-        for previous in self.store.rounds():
-            if previous.number < number:
-                covered_before.update(previous.stats.get("covered_validation_ids", []))
+        if not whole_set:
+            for previous in self.store.rounds():
+                if previous.number < number:
+                    covered_before.update(
+                        previous.stats.get("covered_validation_ids", [])
+                    )
         eligible = np.array(
             [i not in covered_before for i in validation_ids], dtype=bool
         )
@@ -609,6 +664,16 @@ class LabelingLoop:
         tested = settings.threshold_method == "certified" and any(
             result.tested > 0 for result in plan.results.values()
         )
+        replaces = whole_set and len(machine_labels) >= max(len(machine_before), 1)
+        if whole_set and not replaces:
+            # By the union bound every passing test is valid at once, so the
+            # earlier set stays in force rather than giving way to a smaller one.
+            machine_labels = []
+        in_force = (
+            len(machine_labels)
+            if replaces
+            else len(machine_before) + len(machine_labels)
+        )
         stats.update(
             {
                 "certification_test": test_number if tested else None,
@@ -630,7 +695,9 @@ class LabelingLoop:
                 "estimated_machine_accuracy": (1.0 - errors_above / n_above)
                 if n_above
                 else None,
-                "machine_labeled": len(machine_labels),
+                "certified_items": int(covered_pool.sum()),
+                "machine_labeled": in_force,
+                "machine_labels_replaced": replaces,
                 "covered_validation_ids": [int(i) for i in validation_ids[covered_val]],
                 "stop_reason": "; ".join(
                     f"{name}: {result.stop_reason}"
@@ -639,12 +706,28 @@ class LabelingLoop:
                 )[:2000],
             }
         )
-        self.store.finish_round(number, machine_labels=machine_labels, stats=stats)
+        if whole_set and not replaces and machine_before:
+            stats["stop_reason"] = "; ".join(
+                part
+                for part in (
+                    stats["stop_reason"],
+                    f"the {len(machine_before)} machine labels of round "
+                    f"{max(lab.round for lab in machine_before.values())} stay in "
+                    f"force, since this round certified {int(covered_pool.sum())}",
+                )
+                if part
+            )
+        self.store.finish_round(
+            number,
+            machine_labels=machine_labels,
+            stats=stats,
+            replace_machine_labels=replaces,
+        )
         logger.info(
-            "round %s: validation accuracy %.3f, %s machine labels (mode %s)",
+            "round %s: validation accuracy %.3f, %s machine labels in force (mode %s)",
             number,
             stats["validation_accuracy"] or float("nan"),
-            len(machine_labels),
+            in_force,
             plan.mode,
         )
         return stats

@@ -232,7 +232,11 @@ class WorkerQualityTracker:
         ]
         if not tasks:
             return {}
-        labeled = self.store.labels()
+        labeled = {
+            item_id
+            for item_id, label in self.store.labels().items()
+            if label.origin == "human"
+        }
         valid = {item.id for item in self.store.items()}
         excluded = self.store.excluded_workers()
         available = {

@@ -175,8 +175,34 @@ def test_error_budget_spent_only_by_tests_that_ran(
     for entry in stats:
         if not entry["certification_test"]:
             assert entry["delta"] == 0.0
-            assert entry["machine_labeled"] == 0
+            assert not entry["machine_labels_replaced"]
     assert sum(entry["delta"] for entry in stats) <= 0.05
+
+
+def test_machine_labels_come_from_one_test(digits_job: tuple[dict, Path]) -> None:
+    report, _ = digits_job
+    database = Path(report["outputs"]["manifest"]).parents[2] / "job.db"
+    with sqlite3.connect(database) as connection:
+        rounds = connection.execute(
+            "select distinct round from labels where origin = 'machine'"
+        ).fetchall()
+    assert len(rounds) == 1
+    (source,) = (entry for entry in report["rounds"] if entry["round"] == rounds[0][0])
+    assert source["machine_labels_replaced"]
+    assert source["certification_test"]
+    assert source["certified_error_bound"] <= 0.05
+    assert report["machine_labels"]["certified_error_bound"] == pytest.approx(
+        source["certified_error_bound"]
+    )
+    # Later rounds keep that set, less the items drawn for validation since.
+    later = [entry for entry in report["rounds"] if entry["round"] > source["round"]]
+    in_force = [source["machine_labeled"]] + [e["machine_labeled"] for e in later]
+    assert in_force == sorted(in_force, reverse=True)
+    assert in_force[-1] == report["counters"]["MachineLabeled"]
+    for entry in later:
+        assert not entry["machine_labels_replaced"]
+        if entry.get("certification_test"):
+            assert "stay in force" in entry["stop_reason"]
 
 
 def test_pilot_skipped_only_in_first_round(

@@ -14,12 +14,14 @@ from labelloop.store.store import isoformat
 
 GUARANTEE = (
     "With probability at least {confidence:.0%}, the error rate of the machine "
-    "labels is at most {max_error:.1%}. Each round certifies its threshold with an "
-    "exact Clopper-Pearson bound on validation items that a uniform random sample "
-    "drew, scored by models that did not train on them; the rounds' scans split "
-    "the {delta:.0%} failure budget (the j-th scan gets 6/(pi^2 j^2) of it, rounds "
-    "that run no scan spend nothing), so the bounds hold for all rounds at once "
-    "and for the machine labels as a whole. It assumes "
+    "labels is at most {max_error:.1%}. Each round's test covers every item "
+    "without a human label, earlier machine labels included, with an exact "
+    "Clopper-Pearson bound on validation items that uniform random samples drew, "
+    "scored by models that did not train on them. The machine labels in force are "
+    "the set of one passing test. The rounds' scans split the {delta:.0%} failure "
+    "budget (the j-th scan gets 6/(pi^2 j^2) of it, rounds that run no scan spend "
+    "nothing), so every passing test is valid at once, whichever one certified the "
+    "final set. It assumes "
     "that the validation sample is exchangeable with the machine-labeled items and "
     "that human labels are correct: label noise in the validation set counts "
     "human mistakes as machine errors or hides machine errors, so the bound holds "
@@ -62,6 +64,7 @@ def build_report(
     by_round_origin: dict[int, Counter[str]] = defaultdict(Counter)
     for label in labels.values():
         by_round_origin[label.round][label.origin] += 1
+    in_force = 0
     for round_row in store.rounds():
         stats = {
             k: v for k, v in round_row.stats.items() if k != "covered_validation_ids"
@@ -69,21 +72,27 @@ def build_report(
         stats["round"] = round_row.number
         stats["status"] = round_row.status
         stats["human_labeled"] = by_round_origin[round_row.number]["human"]
-        stats["machine_labeled"] = by_round_origin[round_row.number]["machine"]
+        # Machine labels in force after the round, as the round recorded them,
+        # because a certified job's later test may replace the whole set. A
+        # round still in progress shows the count of the round before it.
+        if "machine_labeled" in stats:
+            in_force = int(stats["machine_labeled"] or 0)
+        stats["machine_labeled"] = in_force
+        stats["machine_labels_written"] = by_round_origin[round_row.number]["machine"]
         stats["expired_tasks"] = expired_per_round[round_row.number]
         rounds.append(stats)
 
     certified = settings.threshold_method == "certified"
 
     # Machine labels as a whole: weight each round's validation estimate and
-    # certified bound by the machine labels it wrote.
+    # certified bound by the machine labels of that round still in force.
     machine_total = counters["MachineLabeled"]
     weighted_bound = 0.0
     weighted_error = 0.0
     weighted_low = 0.0
     weighted_high = 0.0
     for stats in rounds:
-        count = stats.get("machine_labeled", 0)
+        count = stats["machine_labels_written"]
         if not count or not machine_total:
             continue
         weight = count / machine_total

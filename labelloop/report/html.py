@@ -332,9 +332,10 @@ def _plots_html(report: dict[str, Any]) -> str:
         blocks.append(
             _figure_html(
                 figure,
-                alt="Stacked bars of human and machine labels per round",
-                caption="Labels written in each round by human workers and by the "
-                "model, and the cumulative share of items labeled.",
+                alt="Stacked bars of human and machine labels after each round",
+                caption="Items labeled by human workers and by the model after "
+                "each round, and their share of all items. Machine labels are "
+                "those in force: a later certification test may replace them.",
             )
         )
 

@@ -161,7 +161,7 @@ def uncertified_rounds(rounds: Sequence[dict[str, Any]]) -> list[int]:
 def labels_figure(
     rounds: Sequence[dict[str, Any]], *, n_items: int | None
 ) -> Figure | None:
-    """Draw labels per round by origin, with the cumulative labeled share.
+    """Draw the labeled items after each round by origin, with their share.
 
     Parameters
     ----------
@@ -179,7 +179,9 @@ def labels_figure(
     if not rounds:
         return None
     numbers = _round_numbers(rounds)
-    human = np.nan_to_num(_series(rounds, "human_labeled"))
+    # Human labels accumulate; machine labels are those in force after each
+    # round, since a certified job's later test may replace the whole set.
+    human = np.cumsum(np.nan_to_num(_series(rounds, "human_labeled")))
     machine = np.nan_to_num(_series(rounds, "machine_labeled"))
 
     figure = Figure(figsize=FIGURE_SIZE, layout="constrained")
@@ -188,13 +190,13 @@ def labels_figure(
     bars_machine = axes.bar(
         numbers, machine, bottom=human, color=MACHINE_COLOR, label="machine"
     )
-    axes.set_ylabel("labels written in the round")
+    axes.set_ylabel("labeled items after the round")
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     _round_axis(axes, numbers)
     handles: list[Any] = [bars_human, bars_machine]
 
     if n_items:
-        share = np.cumsum(human + machine) / n_items
+        share = (human + machine) / n_items
         share_axes = axes.twinx()
         (line,) = share_axes.plot(
             numbers,
@@ -202,7 +204,7 @@ def labels_figure(
             color=SHARE_COLOR,
             marker="o",
             ms=3.5,
-            label="labeled share (cumulative)",
+            label="labeled share",
         )
         share_axes.set_ylim(0, 1.05)
         share_axes.yaxis.set_major_formatter(PercentFormatter(1.0))
@@ -211,7 +213,7 @@ def labels_figure(
         handles.append(line)
 
     figure.legend(handles=handles, loc="outside lower center", ncols=3)
-    axes.set_title("Labels per round by origin")
+    axes.set_title("Labeled items by origin")
     return figure
 
 

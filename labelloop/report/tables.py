@@ -82,9 +82,12 @@ def rounds_html(report: dict[str, Any]) -> str:
     ]
     notes = [_stop_cell(stats) for stats in rounds]
     note = (
-        "<p class='fine'>Eligible: validation items that no earlier threshold covered, "
-        "the sample that certifies this round. Bound: the certified error bound of "
-        "the round's machine labels.</p>"
+        "<p class='fine'>Machine: machine labels in force after the round; a "
+        "certified job's test covers every machine label, so a round that certifies "
+        "more replaces the whole set. Eligible: the validation items that the "
+        "round's threshold was chosen on (for the reference methods, those that no "
+        "earlier threshold covered). Bound: the certified error bound of the "
+        "round's threshold.</p>"
     )
     table = fmt.table(headers, rows, notes=notes, stack=True)
     return f"<section><h2>Rounds</h2>{table}{note}</section>"

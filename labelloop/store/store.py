@@ -479,19 +479,29 @@ class JobStore:
         *,
         expired_task_ids: Sequence[int] = (),
     ) -> None:
-        """Write consolidated human labels and close the round's tasks at once."""
+        """Write consolidated human labels and close the round's tasks at once.
+
+        A human label replaces a machine label of the same item, which happens
+        when a validation item is drawn from the machine-labeled items. It never
+        replaces an earlier human label.
+        """
         with self.session() as session:
             for item_id, value, confidence in labels:
-                if session.get(Label, item_id) is None:
-                    session.add(
-                        Label(
-                            item_id=item_id,
-                            value=value,
-                            confidence=confidence,
-                            origin="human",
-                            round=round_number,
-                        )
+                existing = session.get(Label, item_id)
+                if existing is not None and existing.origin == "human":
+                    continue
+                if existing is not None:
+                    session.delete(existing)
+                    session.flush()
+                session.add(
+                    Label(
+                        item_id=item_id,
+                        value=value,
+                        confidence=confidence,
+                        origin="human",
+                        round=round_number,
                     )
+                )
             for task in session.scalars(select(Task).where(Task.round == round_number)):
                 task.status = (
                     "expired" if task.id in set(expired_task_ids) else "complete"
@@ -506,9 +516,17 @@ class JobStore:
         *,
         machine_labels: Sequence[tuple[int, dict[str, Any], float]],
         stats: dict[str, Any],
+        replace_machine_labels: bool = False,
     ) -> None:
-        """Write a round's machine labels and statistics in one transaction."""
+        """Write a round's machine labels and statistics in one transaction.
+
+        With ``replace_machine_labels``, every earlier machine label is removed
+        first, so the round's labels become the job's whole machine-labeled
+        set. Human labels are never replaced.
+        """
         with self.session() as session:
+            if replace_machine_labels:
+                session.execute(delete(Label).where(Label.origin == "machine"))
             for item_id, value, confidence in machine_labels:
                 if session.get(Label, item_id) is None:
                     session.add(
@@ -531,6 +549,11 @@ class JobStore:
                     kind="round-done",
                     message=(
                         f"round {round_number}: {len(machine_labels)} machine labels"
+                        + (
+                            ", replacing every earlier one"
+                            if replace_machine_labels
+                            else ""
+                        )
                     ),
                     data={"round": round_number},
                 )

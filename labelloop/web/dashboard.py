@@ -80,8 +80,9 @@ def job_summary(context: WebContext) -> SummaryOut:
 def round_history(context: WebContext) -> list[RoundOut]:
     """Return every round in order with its numeric statistics.
 
-    ``human_labeled``, ``machine_labeled`` and ``expired_tasks`` are counted
-    from the labels and tasks of each round, as the job report counts them.
+    ``human_labeled`` and ``expired_tasks`` are counted from the labels and
+    tasks of each round, as the job report counts them. ``machine_labeled`` is
+    the count of machine labels in force after the round.
     """
     with context.store.session() as session:
         rounds = list(session.scalars(select(Round).order_by(Round.number)))
@@ -98,6 +99,18 @@ def round_history(context: WebContext) -> list[RoundOut]:
     labeled = {(number, origin): count for number, origin, count in labels}
     expired_per_round = dict(expired)
 
+    # Machine labels in force after each round, as it recorded them. A round
+    # still in progress shows the count of the round before it.
+    in_force: list[float] = []
+    for row in rounds:
+        stats = row.stats or {}
+        previous = in_force[-1] if in_force else 0.0
+        in_force.append(
+            float(stats["machine_labeled"] or 0)
+            if "machine_labeled" in stats
+            else previous
+        )
+
     return [
         RoundOut(
             number=row.number,
@@ -107,11 +120,11 @@ def round_history(context: WebContext) -> list[RoundOut]:
             stats={
                 **numeric_stats(row.stats),
                 "human_labeled": float(labeled.get((row.number, "human"), 0)),
-                "machine_labeled": float(labeled.get((row.number, "machine"), 0)),
+                "machine_labeled": machine,
                 "expired_tasks": float(expired_per_round.get(row.number, 0)),
             },
         )
-        for row in rounds
+        for row, machine in zip(rounds, in_force, strict=True)
     ]
 
 

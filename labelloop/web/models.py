@@ -95,8 +95,9 @@ class RoundOut(_Body):
 
     ``stats`` keeps the numeric entries of the round's statistics, such as
     ``threshold``, ``validation_accuracy`` and ``certified_error_bound``, and
-    leaves out the others. ``human_labeled``, ``machine_labeled`` and
-    ``expired_tasks`` count the round's labels and expired tasks.
+    leaves out the others. ``human_labeled`` and ``expired_tasks`` count the
+    round's human labels and expired tasks; ``machine_labeled`` counts the
+    machine labels in force after the round.
     """
 
     number: int

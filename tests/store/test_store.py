@@ -219,6 +219,36 @@ def test_machine_label_keeps_human_label(store: JobStore) -> None:
     assert (labels[ids[1]].origin, labels[ids[1]].value) == ("machine", {"class": 1})
 
 
+def test_replacing_machine_labels_keeps_human_labels(store: JobStore) -> None:
+    ids = item_ids(store)
+    store.start_round(1, validation_ids=ids[:1], query_ids=[], plan={})
+    store.write_human_labels(1, [(ids[0], {"class": 0}, 1.0)])
+    store.finish_round(
+        1,
+        machine_labels=[(ids[1], {"class": 1}, 0.9), (ids[2], {"class": 1}, 0.9)],
+        stats={},
+    )
+    store.start_round(2, validation_ids=ids[1:2], query_ids=[], plan={})
+    store.write_human_labels(2, [(ids[1], {"class": 2}, 1.0)])
+
+    store.finish_round(
+        2,
+        machine_labels=[(ids[0], {"class": 2}, 0.99), (ids[3], {"class": 2}, 0.95)],
+        stats={},
+        replace_machine_labels=True,
+    )
+
+    labels = store.labels()
+    by_origin = {
+        origin: sorted(i for i, lab in labels.items() if lab.origin == origin)
+        for origin in ("human", "machine")
+    }
+    assert by_origin == {"human": [ids[0], ids[1]], "machine": [ids[3]]}
+    assert labels[ids[1]].value == {"class": 2}
+    assert labels[ids[3]].round == 2
+    assert labels[ids[0]].confidence == 1.0
+
+
 def test_finish_round_writes_stats(store: JobStore) -> None:
     ids = item_ids(store)
     store.start_round(1, validation_ids=ids[:1], query_ids=[], plan={"query": 0})

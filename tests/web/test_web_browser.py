@@ -346,6 +346,7 @@ def test_dashboard_shows_rounds_and_workers(text_job: Job, serve, open_page) -> 
             "threshold": 0.74,
             "validation_accuracy": 0.9,
             "certified_error_bound": 0.05,
+            "machine_labeled": 0,
         },
     )
     text_job.store.start_round(2, validation_ids=[], query_ids=[], plan={})
@@ -356,6 +357,7 @@ def test_dashboard_shows_rounds_and_workers(text_job: Job, serve, open_page) -> 
             "threshold": 0.62,
             "validation_accuracy": 0.95,
             "certified_error_bound": 0.04,
+            "machine_labeled": 3,
         },
     )
 

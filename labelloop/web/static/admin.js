@@ -129,7 +129,7 @@
       page.volumeChart,
       labels,
       ["human_labeled", "machine_labeled"].map((key) => series(rounds, key)),
-      "Human and machine labels per round",
+      "Human labels per round and machine labels in force after it",
     );
 
     const keys = statKeys(rounds);

@@ -1,0 +1,139 @@
+"""Certified jobs test their whole machine-labeled set, not one round's band."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from labelloop.config import load_job_config
+from labelloop.importers import import_digits
+from labelloop.job import open_job
+from labelloop.loop import LabelingLoop
+from labelloop.report.data import build_report
+from labelloop.store import JobStore
+from labelloop.web.context import WebContext
+from labelloop.web.dashboard import round_history
+from labelloop.web.queue import TaskQueue
+
+from jobs_support import write_job
+
+
+@pytest.fixture(scope="module")
+def digits_slice(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("digits")
+    imported = import_digits(folder, limit=600, seed=11)
+    return imported.manifest, folder / "class-labels.json"
+
+
+def _after_round_one(
+    folder: Path, digits_slice: tuple[Path, Path], *, method: str
+) -> tuple[LabelingLoop, JobStore, set[int]]:
+    """Open a job whose first round labeled 100 items and machine-labeled 250.
+
+    The first round is written by hand, so that the second round's draw can be
+    checked against a machine-labeled set of known size.
+    """
+    manifest, categories = digits_slice
+    job_file = write_job(
+        folder,
+        job_name="whole-set",
+        task_type="image-classification",
+        features="image-mid",
+        label_category_file=str(categories),
+        input_manifest=str(manifest),
+        workforce={"type": "simulated", "error_rates": [0.0]},
+        human_batch_size=160,
+        automated_labeling={
+            "min_items": 100,
+            "validation_size": 100,
+            "threshold_method": method,
+        },
+    )
+    config = load_job_config(job_file)
+    store = open_job(config)
+    loop = LabelingLoop(config, store)
+    ids = [item.id for item in store.items()]
+    store.start_round(1, validation_ids=ids[:100], query_ids=[], plan={})
+    store.write_human_labels(
+        1, [(item_id, {"class": item_id % 10}, 1.0) for item_id in ids[:100]]
+    )
+    machine = ids[100:350]
+    store.finish_round(
+        1,
+        machine_labels=[(item_id, {"class": 0}, 0.99) for item_id in machine],
+        stats={"machine_labeled": len(machine)},
+    )
+    return loop, store, set(machine)
+
+
+def test_validation_drawn_from_machine_labels_too(
+    tmp_path: Path, digits_slice: tuple[Path, Path]
+) -> None:
+    loop, store, machine = _after_round_one(tmp_path, digits_slice, method="certified")
+    try:
+        loop.plan_round(2)
+        tasks = store.tasks(round_number=2)
+        validation = [t.item_id for t in tasks if t.purpose == "validation"]
+        query = [t.item_id for t in tasks if t.purpose != "validation"]
+
+        # 40 random items out of 500 that humans have not labeled, 250 of
+        # which are machine-labeled: 20 expected, with a spread of about 3.
+        drawn = sum(item_id in machine for item_id in validation)
+        assert len(validation) == 40
+        assert 8 <= drawn <= 32
+        assert not machine & set(query)
+
+        loop.collect(2)
+        labels = store.labels()
+        assert {labels[item_id].origin for item_id in validation} == {"human"}
+        assert store.counters()["MachineLabeled"] == 250 - drawn
+    finally:
+        store.close()
+
+
+def test_reference_method_draws_only_unlabeled_items(
+    tmp_path: Path, digits_slice: tuple[Path, Path]
+) -> None:
+    loop, store, machine = _after_round_one(tmp_path, digits_slice, method="empirical")
+    try:
+        loop.plan_round(2)
+        drawn = {task.item_id for task in store.tasks(round_number=2)}
+        assert len(drawn) == 160
+        assert not machine & drawn
+    finally:
+        store.close()
+
+
+def test_round_in_progress_shows_labels_in_force(
+    tmp_path: Path, digits_slice: tuple[Path, Path]
+) -> None:
+    loop, store, machine = _after_round_one(tmp_path, digits_slice, method="certified")
+    try:
+        loop.plan_round(2)
+        queue = TaskQueue(
+            store,
+            loop.config.label_categories,
+            workers_per_item=1,
+            time_limit_seconds=60,
+            availability_seconds=3600,
+        )
+        context = WebContext(
+            config=loop.config,
+            store=store,
+            queue=queue,
+            secure_cookies=False,
+            session_lifetime_seconds=3600,
+        )
+
+        report = build_report(loop.config, store, timing={})
+        history = round_history(context)
+
+        assert [entry["status"] for entry in report["rounds"]] == [
+            "done",
+            "collecting",
+        ]
+        assert [entry["machine_labeled"] for entry in report["rounds"]] == [250, 250]
+        assert [row.stats["machine_labeled"] for row in history] == [250.0, 250.0]
+    finally:
+        store.close()
