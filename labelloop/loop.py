@@ -305,6 +305,9 @@ class LabelingLoop:
         )
         # Machine labels of a certified job are provisional: the next test
         # covers them again, so validation items are drawn from them too.
+        # NOTE: queries leave the pool between draws, so earlier draws keep
+        # more items from near the decision boundary than the pool has. The
+        # README gives the measured effect on the error estimate.
         open_for_validation = (
             np.array(
                 [
