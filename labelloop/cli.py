@@ -154,7 +154,7 @@ def status(job_file: Path) -> None:
             "machine (in force)",
             "threshold",
             "validation acc.",
-            "bound",
+            "bound of the round's test",
         ):
             rounds.add_column(column)
         for round_row in store.rounds():

@@ -346,8 +346,9 @@ def _plots_html(report: dict[str, Any]) -> str:
             _figure_html(
                 figure,
                 alt="Certified confidence thresholds per round",
-                caption="Items whose model confidence reaches the threshold of their "
-                "predicted class get a machine label." + html.escape(gap_text),
+                caption="The threshold each round's test certified. In a certified "
+                "job the machine labels in force are the items above the threshold of "
+                "the last round that replaced them." + html.escape(gap_text),
             )
         )
     else:
@@ -365,8 +366,8 @@ def _plots_html(report: dict[str, Any]) -> str:
                 figure,
                 alt="Validation accuracy and certified accuracy per round",
                 caption="Validation accuracy of the cross-fitted models on all "
-                "validation items, and one minus the certified error bound of the "
-                "machine labels of the round." + html.escape(gap_text),
+                "validation items, and one minus the certified error bound of each "
+                "round's threshold." + html.escape(gap_text),
             )
         )
 

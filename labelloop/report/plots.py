@@ -385,7 +385,7 @@ def accuracy_figure(
         marker="s",
         ms=3.5,
         color=MACHINE_COLOR,
-        label="machine labels, certified (1 − bound)",
+        label="round's threshold, certified (1 − bound)",
     )
     drawn = [*validation[np.isfinite(validation)], *certified[np.isfinite(certified)]]
     if target_accuracy is not None:
