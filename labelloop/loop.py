@@ -693,8 +693,17 @@ class LabelingLoop:
                     if settings.threshold_method == "certified"
                     else None
                 ),
+                # Every validation item above the threshold, pilot items
+                # included, which makes a larger sample for the estimate.
                 "validation_above_threshold": n_above,
                 "validation_errors_above_threshold": errors_above,
+                # Only the items that certified, from which the bound follows.
+                "certifying_above_threshold": sum(
+                    result.n_above for result in plan.results.values()
+                ),
+                "certifying_errors_above_threshold": sum(
+                    result.errors_above for result in plan.results.values()
+                ),
                 "estimated_machine_accuracy": (1.0 - errors_above / n_above)
                 if n_above
                 else None,

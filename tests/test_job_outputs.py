@@ -12,6 +12,7 @@ import joblib
 import numpy as np
 import pytest
 
+from labelloop.certify import clopper_pearson_upper
 from labelloop.config import load_job_config
 from labelloop.demo import prepare_demo
 from labelloop.features.text import load_minilm
@@ -194,6 +195,14 @@ def test_machine_labels_come_from_one_test(digits_job: tuple[dict, Path]) -> Non
     assert report["machine_labels"]["certified_error_bound"] == pytest.approx(
         source["certified_error_bound"]
     )
+    # The bound follows from the certifying items alone, not the pilot's.
+    assert source["threshold_mode"] == "global"
+    assert source["certifying_above_threshold"] <= source["validation_above_threshold"]
+    assert clopper_pearson_upper(
+        source["certifying_errors_above_threshold"],
+        source["certifying_above_threshold"],
+        source["delta"],
+    ) == pytest.approx(source["certified_error_bound"])
     # Later rounds keep that set, less the items drawn for validation since.
     later = [entry for entry in report["rounds"] if entry["round"] > source["round"]]
     in_force = [source["machine_labeled"]] + [e["machine_labeled"] for e in later]
