@@ -524,7 +524,7 @@ class LabelingLoop:
         """Train cross-fitted models, certify a threshold and write machine labels.
 
         Under certified thresholds the round's labels replace every earlier
-        machine label when they are at least as many; otherwise the earlier
+        machine label when they are at least as many. Otherwise the earlier
         set stays in force. The reference methods add to it instead.
         """
         ids, matrix = self.features()
@@ -595,9 +595,9 @@ class LabelingLoop:
             float(val_correct.mean()) if len(val_true) else None
         )
 
-        # Under whole-set certification every validation item stands for the
+        # Under whole-set certification every validation item represents the
         # pool, machine-labeled items included. Otherwise validation items
-        # that earlier rounds' thresholds covered stand for items that are
+        # that earlier rounds' thresholds covered represent items that are
         # already machine-labeled, so they leave the sample.
         covered_before = set()
         if not whole_set:
@@ -667,6 +667,7 @@ class LabelingLoop:
         tested = settings.threshold_method == "certified" and any(
             result.tested > 0 for result in plan.results.values()
         )
+        n_certified = int(covered_pool.sum())
         replaces = whole_set and len(machine_labels) >= max(len(machine_before), 1)
         if whole_set and not replaces:
             # By the union bound every passing test is valid at once, so the
@@ -707,7 +708,7 @@ class LabelingLoop:
                 "estimated_machine_accuracy": (1.0 - errors_above / n_above)
                 if n_above
                 else None,
-                "certified_items": int(covered_pool.sum()),
+                "certified_items": n_certified,
                 "machine_labeled": in_force,
                 "machine_labels_replaced": replaces,
                 "covered_validation_ids": [int(i) for i in validation_ids[covered_val]],
@@ -719,16 +720,13 @@ class LabelingLoop:
             }
         )
         if whole_set and not replaces and machine_before:
-            stats["stop_reason"] = "; ".join(
-                part
-                for part in (
-                    stats["stop_reason"],
-                    f"the {len(machine_before)} machine labels of round "
-                    f"{max(lab.round for lab in machine_before.values())} stay in "
-                    f"force, since this round certified {int(covered_pool.sum())}",
-                )
-                if part
+            kept = (
+                f"the {len(machine_before)} machine labels of round "
+                f"{max(lab.round for lab in machine_before.values())} stay in "
+                f"force, since this round certified {n_certified}"
             )
+            reasons = [stats["stop_reason"], kept] if stats["stop_reason"] else [kept]
+            stats["stop_reason"] = "; ".join(reasons)
         self.store.finish_round(
             number,
             machine_labels=machine_labels,

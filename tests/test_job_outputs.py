@@ -187,6 +187,7 @@ def test_machine_labels_come_from_one_test(digits_job: tuple[dict, Path]) -> Non
         rounds = connection.execute(
             "select distinct round from labels where origin = 'machine'"
         ).fetchall()
+
     assert len(rounds) == 1
     (source,) = (entry for entry in report["rounds"] if entry["round"] == rounds[0][0])
     assert source["machine_labels_replaced"]
@@ -195,6 +196,7 @@ def test_machine_labels_come_from_one_test(digits_job: tuple[dict, Path]) -> Non
     assert report["machine_labels"]["certified_error_bound"] == pytest.approx(
         source["certified_error_bound"]
     )
+
     # The bound follows from the certifying items alone, not the pilot's.
     assert source["threshold_mode"] == "global"
     assert source["certifying_above_threshold"] <= source["validation_above_threshold"]
@@ -203,6 +205,7 @@ def test_machine_labels_come_from_one_test(digits_job: tuple[dict, Path]) -> Non
         source["certifying_above_threshold"],
         source["delta"],
     ) == pytest.approx(source["certified_error_bound"])
+
     # Later rounds keep that set, less the items drawn for validation since.
     later = [entry for entry in report["rounds"] if entry["round"] > source["round"]]
     in_force = [source["machine_labeled"]] + [e["machine_labeled"] for e in later]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -67,73 +68,77 @@ def _after_round_one(
     return loop, store, set(machine)
 
 
-def test_validation_drawn_from_machine_labels_too(
+@pytest.fixture
+def round_one_job(
     tmp_path: Path, digits_slice: tuple[Path, Path]
-) -> None:
-    loop, store, machine = _after_round_one(tmp_path, digits_slice, method="certified")
-    try:
-        loop.plan_round(2)
-        tasks = store.tasks(round_number=2)
-        validation = [t.item_id for t in tasks if t.purpose == "validation"]
-        query = [t.item_id for t in tasks if t.purpose != "validation"]
+) -> Iterator[Callable[[str], tuple[LabelingLoop, JobStore, set[int]]]]:
+    """Open jobs as ``_after_round_one`` does, by threshold method, and close them."""
+    stores: list[JobStore] = []
 
-        # 40 random items out of 500 that humans have not labeled, 250 of
-        # which are machine-labeled: 20 expected, with a spread of about 3.
-        drawn = sum(item_id in machine for item_id in validation)
-        assert len(validation) == 40
-        assert 8 <= drawn <= 32
-        assert not machine & set(query)
+    def open_job_after_round_one(
+        method: str,
+    ) -> tuple[LabelingLoop, JobStore, set[int]]:
+        loop, store, machine = _after_round_one(tmp_path, digits_slice, method=method)
+        stores.append(store)
+        return loop, store, machine
 
-        loop.collect(2)
-        labels = store.labels()
-        assert {labels[item_id].origin for item_id in validation} == {"human"}
-        assert store.counters()["MachineLabeled"] == 250 - drawn
-    finally:
+    yield open_job_after_round_one
+    for store in stores:
         store.close()
 
 
-def test_reference_method_draws_only_unlabeled_items(
-    tmp_path: Path, digits_slice: tuple[Path, Path]
-) -> None:
-    loop, store, machine = _after_round_one(tmp_path, digits_slice, method="empirical")
-    try:
-        loop.plan_round(2)
-        drawn = {task.item_id for task in store.tasks(round_number=2)}
-        assert len(drawn) == 160
-        assert not machine & drawn
-    finally:
-        store.close()
+def test_validation_drawn_from_machine_labels_too(round_one_job) -> None:
+    loop, store, machine = round_one_job("certified")
+    loop.plan_round(2)
+    tasks = store.tasks(round_number=2)
+    validation = [t.item_id for t in tasks if t.purpose == "validation"]
+    query = [t.item_id for t in tasks if t.purpose != "validation"]
+
+    # 40 random items out of 500 that humans have not labeled, 250 of
+    # which are machine-labeled: 20 expected, standard deviation about 3.
+    drawn = sum(item_id in machine for item_id in validation)
+    assert len(validation) == 40
+    assert 8 <= drawn <= 32
+    assert not machine & set(query)
+
+    loop.collect(2)
+    labels = store.labels()
+    assert {labels[item_id].origin for item_id in validation} == {"human"}
+    assert store.counters()["MachineLabeled"] == 250 - drawn
 
 
-def test_round_in_progress_shows_labels_in_force(
-    tmp_path: Path, digits_slice: tuple[Path, Path]
-) -> None:
-    loop, store, machine = _after_round_one(tmp_path, digits_slice, method="certified")
-    try:
-        loop.plan_round(2)
-        queue = TaskQueue(
-            store,
-            loop.config.label_categories,
-            workers_per_item=1,
-            time_limit_seconds=60,
-            availability_seconds=3600,
-        )
-        context = WebContext(
-            config=loop.config,
-            store=store,
-            queue=queue,
-            secure_cookies=False,
-            session_lifetime_seconds=3600,
-        )
+def test_reference_method_draws_only_unlabeled_items(round_one_job) -> None:
+    loop, store, machine = round_one_job("empirical")
+    loop.plan_round(2)
+    drawn = {task.item_id for task in store.tasks(round_number=2)}
+    assert len(drawn) == 160
+    assert not machine & drawn
 
-        report = build_report(loop.config, store, timing={})
-        history = round_history(context)
 
-        assert [entry["status"] for entry in report["rounds"]] == [
-            "done",
-            "collecting",
-        ]
-        assert [entry["machine_labeled"] for entry in report["rounds"]] == [250, 250]
-        assert [row.stats["machine_labeled"] for row in history] == [250.0, 250.0]
-    finally:
-        store.close()
+def test_round_in_progress_shows_labels_in_force(round_one_job) -> None:
+    loop, store, _ = round_one_job("certified")
+    loop.plan_round(2)
+    queue = TaskQueue(
+        store,
+        loop.config.label_categories,
+        workers_per_item=1,
+        time_limit_seconds=60,
+        availability_seconds=3600,
+    )
+    context = WebContext(
+        config=loop.config,
+        store=store,
+        queue=queue,
+        secure_cookies=False,
+        session_lifetime_seconds=3600,
+    )
+
+    report = build_report(loop.config, store, timing={})
+    history = round_history(context)
+
+    assert [entry["status"] for entry in report["rounds"]] == [
+        "done",
+        "collecting",
+    ]
+    assert [entry["machine_labeled"] for entry in report["rounds"]] == [250, 250]
+    assert [row.stats["machine_labeled"] for row in history] == [250.0, 250.0]

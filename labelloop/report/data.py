@@ -10,7 +10,7 @@ from scipy.stats import beta
 from labelloop.config import JobConfig, SimulatedWorkforce
 from labelloop.quality import answer_class
 from labelloop.store import JobStore
-from labelloop.store.store import isoformat
+from labelloop.store.store import isoformat, machine_labels_in_force
 
 GUARANTEE = (
     "With probability at least {confidence:.0%}, the error rate of the machine "
@@ -64,19 +64,16 @@ def build_report(
     by_round_origin: dict[int, Counter[str]] = defaultdict(Counter)
     for label in labels.values():
         by_round_origin[label.round][label.origin] += 1
-    in_force = 0
-    for round_row in store.rounds():
+    round_rows = store.rounds()
+    for round_row, in_force in zip(
+        round_rows, machine_labels_in_force(round_rows), strict=True
+    ):
         stats = {
             k: v for k, v in round_row.stats.items() if k != "covered_validation_ids"
         }
         stats["round"] = round_row.number
         stats["status"] = round_row.status
         stats["human_labeled"] = by_round_origin[round_row.number]["human"]
-        # Machine labels in force after the round, as the round recorded them,
-        # because a certified job's later test may replace the whole set. A
-        # round still in progress shows the count of the round before it.
-        if "machine_labeled" in stats:
-            in_force = int(stats["machine_labeled"] or 0)
         stats["machine_labeled"] = in_force
         stats["machine_labels_written"] = by_round_origin[round_row.number]["machine"]
         stats["expired_tasks"] = expired_per_round[round_row.number]

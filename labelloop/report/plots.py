@@ -179,8 +179,8 @@ def labels_figure(
     if not rounds:
         return None
     numbers = _round_numbers(rounds)
-    # Human labels accumulate; machine labels are those in force after each
-    # round, since a certified job's later test may replace the whole set.
+    # Human labels accumulate. Machine labels are those in force after each
+    # round, because a certified job's later test may replace the whole set.
     human = np.cumsum(np.nan_to_num(_series(rounds, "human_labeled")))
     machine = np.nan_to_num(_series(rounds, "machine_labeled"))
 

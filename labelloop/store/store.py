@@ -694,6 +694,23 @@ def _add_missing_columns(engine: Engine) -> None:
             logger.info("added column %s.%s to the job's database", table, column)
 
 
+def machine_labels_in_force(rounds: Sequence[Round]) -> list[int]:
+    """Return the count of machine labels in force after each of ``rounds``.
+
+    A round records the count when it finishes, because a certified job's
+    later test may replace the whole set. A round still in progress shows the
+    count of the round before it.
+    """
+    counts: list[int] = []
+    for row in rounds:
+        stats = row.stats or {}
+        if "machine_labeled" in stats:
+            counts.append(int(stats["machine_labeled"] or 0))
+        else:
+            counts.append(counts[-1] if counts else 0)
+    return counts
+
+
 def isoformat(moment: datetime) -> str:
     """Format a timestamp as Ground Truth does (ISO 8601, microseconds)."""
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")

@@ -20,6 +20,7 @@ from labelloop.store.schema import (
     WorkerEstimate,
     utcnow,
 )
+from labelloop.store.store import machine_labels_in_force
 from labelloop.web.auth import WEB_WORKER_KIND
 from labelloop.web.context import WebContext
 from labelloop.web.db import as_utc
@@ -99,18 +100,6 @@ def round_history(context: WebContext) -> list[RoundOut]:
     labeled = {(number, origin): count for number, origin, count in labels}
     expired_per_round = dict(expired)
 
-    # Machine labels in force after each round, as it recorded them. A round
-    # still in progress shows the count of the round before it.
-    in_force: list[float] = []
-    for row in rounds:
-        stats = row.stats or {}
-        previous = in_force[-1] if in_force else 0.0
-        in_force.append(
-            float(stats["machine_labeled"] or 0)
-            if "machine_labeled" in stats
-            else previous
-        )
-
     return [
         RoundOut(
             number=row.number,
@@ -120,11 +109,11 @@ def round_history(context: WebContext) -> list[RoundOut]:
             stats={
                 **numeric_stats(row.stats),
                 "human_labeled": float(labeled.get((row.number, "human"), 0)),
-                "machine_labeled": machine,
+                "machine_labeled": float(machine),
                 "expired_tasks": float(expired_per_round.get(row.number, 0)),
             },
         )
-        for row, machine in zip(rounds, in_force, strict=True)
+        for row, machine in zip(rounds, machine_labels_in_force(rounds), strict=True)
     ]
 
 
