@@ -1,12 +1,13 @@
 """Measure what fine-tuning the text encoder on the human labels buys.
 
 For each dataset, label budget ``n`` and seed, a uniform random sample of ``n``
-items gets its true labels, and two models learn from them and score the rest:
+items gets its true labels, and the models learn from them and score the rest:
 
 - frozen: the loop's text features (MiniLM embeddings and the corpus topics)
   with its logistic head, tuned by cross-validation as the loop tunes it;
 - fine-tuned: ``FineTunedTextClassifier``, all-MiniLM-L6-v2 trained end to end
-  with a linear head.
+  with a linear head, or only its top layers (``--trainable-layers``), whose
+  inputs, the frozen layers' token states, are computed once per dataset.
 
 Each model is scored by its accuracy on the rest and by its coverage at the
 target: the largest share of the rest, taken by confidence, whose true error is
@@ -21,6 +22,7 @@ left under ``benchmarks/.work``; run it first on the same datasets.
 Usage::
 
     python benchmarks/fine_tuning.py --datasets trec ag_news --sizes 600 1200 --seeds 2
+    python benchmarks/fine_tuning.py --trainable-layers all 3 2 1
 """
 
 from __future__ import annotations
@@ -36,7 +38,12 @@ import numpy as np
 
 from labelloop.config import load_job_config
 from labelloop.models import make_model, tune_model
-from labelloop.models.text_tuning import FineTunedTextClassifier
+from labelloop.models.text_tuning import (
+    TOP_LAYERS_LR,
+    WHOLE_ENCODER_LR,
+    FineTunedTextClassifier,
+    FrozenLayers,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from jobs import coverage, job_features  # noqa: E402
@@ -99,8 +106,14 @@ def measure(
     target: float,
     epochs: int,
     max_length: int,
+    encoder_lr: float | None,
+    frozen: dict[str, FrozenLayers | None],
 ) -> dict[str, dict[str, float]]:
-    """Return accuracy, coverage and times of both models on one sample."""
+    """Return accuracy, coverage and times of each model on one sample.
+
+    ``frozen`` maps a name for each fine-tuned variant to the frozen layers it
+    shares, or None to train the whole encoder.
+    """
     n_classes = int(labels.max()) + 1
     order = np.random.default_rng(seed).permutation(len(labels))
     train, rest = np.sort(order[:n]), np.sort(order[n:])
@@ -131,15 +144,39 @@ def measure(
     proba = head.predict_proba(features[rest])
     score("frozen", proba, fitted - started, time.perf_counter() - fitted)
 
-    started = time.perf_counter()
-    model = FineTunedTextClassifier(
-        n_classes=n_classes, epochs=epochs, max_length=max_length, random_state=seed
-    )
-    model.fit([texts[i] for i in train], labels[train])
-    fitted = time.perf_counter()
-    proba = model.predict_proba([texts[i] for i in rest])
-    score("fine-tuned", proba, fitted - started, time.perf_counter() - fitted)
+    for name, layers in frozen.items():
+        started = time.perf_counter()
+        model = FineTunedTextClassifier(
+            n_classes=n_classes,
+            epochs=epochs,
+            max_length=max_length,
+            encoder_lr=encoder_lr,
+            trainable_layers=None if layers is None else layers.trainable_layers,
+            frozen=layers,
+            random_state=seed,
+        )
+        model.fit([texts[i] for i in train], labels[train])
+        fitted = time.perf_counter()
+        proba = model.predict_proba([texts[i] for i in rest])
+        score(name, proba, fitted - started, time.perf_counter() - fitted)
     return results
+
+
+def trained_layers(variant: str) -> str:
+    """Return words for the layers a fine-tuned variant trains."""
+    return {"all": "whole encoder", "1": "top layer"}.get(
+        variant, f"top {variant} layers"
+    )
+
+
+def describe(variant: str, epochs: int, encoder_lr: float | None) -> str:
+    """Return a table's words for a fine-tuned variant."""
+    if encoder_lr is None:
+        encoder_lr = WHOLE_ENCODER_LR if variant == "all" else TOP_LAYERS_LR
+    return (
+        f"MiniLM fine-tuned, {trained_layers(variant)} "
+        f"({epochs} epochs, at least 120 steps, learning rate {encoder_lr:g})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,12 +191,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-length", type=int, default=64, help="Tokens kept per text."
     )
+    parser.add_argument(
+        "--encoder-lr",
+        type=float,
+        default=None,
+        help="Peak learning rate of the encoder layers that train; by default "
+        "the classifier's, which depends on how many layers train.",
+    )
+    parser.add_argument(
+        "--trainable-layers",
+        nargs="+",
+        default=["all"],
+        help="Fine-tuned variants: 'all' trains the whole encoder, a number "
+        "only that many top layers.",
+    )
     parser.add_argument("--record", action="store_true")
     args = parser.parse_args(argv)
 
     rows = []
+    state_times = []
     for dataset in args.datasets:
         texts, features, labels, name = load_texts_and_features(dataset)
+        frozen: dict[str, FrozenLayers | None] = {}
+        for variant in args.trainable_layers:
+            if variant == "all":
+                frozen[variant] = None
+                continue
+            started = time.perf_counter()
+            frozen[variant] = FrozenLayers(
+                trainable_layers=int(variant), max_length=args.max_length
+            )
+            frozen[variant].states(texts)
+            state_times.append(
+                f"For {dataset} and the {trained_layers(variant)}, they took "
+                f"{time.perf_counter() - started:.0f} s for {len(texts):,} texts."
+            )
+            print(state_times[-1], flush=True)
         for n in args.sizes:
             if n >= len(labels) // 2:
                 continue
@@ -173,10 +240,12 @@ def main(argv: list[str] | None = None) -> int:
                     target=args.target,
                     epochs=args.epochs,
                     max_length=args.max_length,
+                    encoder_lr=args.encoder_lr,
+                    frozen=frozen,
                 )
                 for seed in range(args.seeds)
             ]
-            for model in ("frozen", "fine-tuned"):
+            for model in ("frozen", *frozen):
 
                 def mean(
                     key: str, model: str = model, runs: list[dict] = runs
@@ -186,9 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                 described = (
                     f"`{name}` + logistic head"
                     if model == "frozen"
-                    else (
-                        f"MiniLM fine-tuned ({args.epochs} epochs, at least 120 steps)"
-                    )
+                    else describe(model, args.epochs, args.encoder_lr)
                 )
                 rows.append(
                     f"| {dataset} | {n} | {described} | {100 * mean('accuracy'):.1f}% "
@@ -208,7 +275,11 @@ def main(argv: list[str] | None = None) -> int:
         + f"{args.max_length} "
         + "tokens for fine-tuning. Times are wall-clock seconds on this "
         + "machine's CPU: training (with the head's tuning) and scoring the "
-        + "rest.\n\n"
+        + "rest. Where only the top layers train, the frozen layers' token "
+        + "states of every text are computed once beforehand and not counted "
+        + "in these columns. "
+        + " ".join(state_times)
+        + "\n\n"
         + "| dataset | labels | model | accuracy on the rest | coverage at the "
         + "target | training | scoring |\n|---|---|---|---|---|---|---|\n"
         + "\n".join(rows)

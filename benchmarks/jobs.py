@@ -95,8 +95,13 @@ METHODS: dict[str, dict[str, Any]] = {
     # The certified method without spreading over the neighbor graph, to
     # measure what spreading buys.
     "certified-no-spreading": {"label_spreading": "off"},
-    # Text datasets only: the encoder itself trains on the human labels.
+    # Text datasets only: the encoder's top layers train on the human labels,
+    # or the whole encoder does.
     "certified-fine-tuned": {"model": "fine-tuned-minilm"},
+    "certified-fine-tuned-whole": {
+        "model": "fine-tuned-minilm",
+        "fine_tuning": {"trainable_layers": None},
+    },
 }
 
 
@@ -128,7 +133,13 @@ def prepare(
         "automated_labeling": automated,
         "seed": seed,
     }
-    for key in ("human_batch_size", "query_strategy", "model", "label_spreading"):
+    for key in (
+        "human_batch_size",
+        "query_strategy",
+        "model",
+        "label_spreading",
+        "fine_tuning",
+    ):
         if key in settings:
             job[key] = settings[key]
     job_file = folder / "job.yaml"

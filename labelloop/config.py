@@ -86,13 +86,18 @@ class FineTuning(_Frozen):
 
     ``epochs`` passes over the human labels, raised for small label sets until
     training takes ``min_steps`` optimization steps of ``batch_size`` texts.
-    Texts are cut to ``max_length`` tokens.
+    Texts are cut to ``max_length`` tokens. ``trainable_layers`` trains only
+    that many top layers of the encoder's six and keeps the rest frozen, and
+    ``null`` trains the whole encoder.
     """
 
     epochs: int = Field(default=3, ge=1, le=100)
     min_steps: int = Field(default=120, ge=1)
     batch_size: int = Field(default=32, ge=1, le=1024)
     max_length: int = Field(default=128, ge=8, le=512)
+    # The classifier's own default, ``text_tuning.TRAINABLE_LAYERS``, which
+    # this module does not import because it pulls in the model libraries.
+    trainable_layers: int | None = Field(default=3, ge=1, le=6)
 
 
 class SimulatedWorkforce(_Frozen):

@@ -755,11 +755,16 @@ class LabelingLoop:
         TREC job they did so in round 4, and that scan failed and spent most of
         the job's failure probability.
 
+        A fine-tuned encoder always uses the pilot. It trains its loss to
+        nearly zero on the first few hundred labels and is then confident on
+        almost every item. In an AG News job its confidences put the first
+        start at 309 of 336 validation items, which held 44 errors.
+
         NOTE: a large first sample set in the job file (1,200 or more text
         items) can meet the same overconfidence in round 1. The certification
         benchmark shows the pilot covering more there.
         """
-        if number > 1:
+        if number > 1 or self.fine_tuner is not None:
             return True
         max_error = 1.0 - self.config.automated_labeling.target_accuracy
         return not confidences_predict_pass(

@@ -10,11 +10,11 @@ import joblib
 import numpy as np
 import pytest
 
-from labelloop.config import load_job_config
+from labelloop.config import FineTuning, load_job_config
 from labelloop.errors import ConfigError
 from labelloop.importers import import_trec
 from labelloop.loop import run_job
-from labelloop.models.text_tuning import FINE_TUNED_MODEL
+from labelloop.models.text_tuning import FINE_TUNED_MODEL, TRAINABLE_LAYERS
 
 from jobs_support import require_shared_data, write_job
 
@@ -68,6 +68,23 @@ def test_fine_tuned_rounds_record_fits(fine_tuned_job: tuple[dict, Path]) -> Non
         assert larger >= 2 * smaller
 
 
+def test_fine_tuned_scans_start_from_a_pilot(
+    fine_tuned_job: tuple[dict, Path],
+) -> None:
+    _, folder = fine_tuned_job
+    with sqlite3.connect(folder / "out" / "job.db") as connection:
+        starts = [
+            row[0]
+            for row in connection.execute(
+                "select json_extract(stats, '$.scan_start') from rounds order by number"
+            )
+        ]
+
+    # The first round too: a fine-tuned network's confidences are no guide.
+    assert starts[0] == "pilot"
+    assert set(starts) - {None} == {"pilot"}
+
+
 def test_fine_tuned_model_scores_texts(fine_tuned_job: tuple[dict, Path]) -> None:
     report, _ = fine_tuned_job
     lines = [
@@ -81,9 +98,29 @@ def test_fine_tuned_model_scores_texts(fine_tuned_job: tuple[dict, Path]) -> Non
 
     assert probabilities.shape == (40, 6)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    # By default both folds train the top layers over one set of frozen layers.
+    first, second = saved["model"].classifiers
+    assert first.trainable_layers == TRAINABLE_LAYERS == len(first.encoder_)
+    assert first.frozen_ is second.frozen_
     card = Path(report["outputs"]["model_card"]).read_text(encoding="utf-8")
     assert FINE_TUNED_MODEL in card
     assert "takes a list of texts" in card
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, None), (6, 6)])
+def test_trainable_layers_setting(
+    tmp_path: Path, value: int | None, expected: int | None
+) -> None:
+    job_file = one_line_job(
+        tmp_path,
+        '{"source": "a question"}',
+        task_type="text-classification",
+        model=FINE_TUNED_MODEL,
+        fine_tuning={"trainable_layers": value},
+    )
+
+    assert load_job_config(job_file).fine_tuning.trainable_layers == expected
+    assert FineTuning().trainable_layers == TRAINABLE_LAYERS
 
 
 def one_line_job(folder: Path, line: str, **fields: object) -> Path:
@@ -116,6 +153,15 @@ def one_line_job(folder: Path, line: str, **fields: object) -> Path:
                 "fine_tuning": {"epoch": 2},
             },
             r"fine_tuning\.epoch: unknown field.*min_steps",
+        ),
+        (
+            '{"source": "a question"}',
+            {
+                "task_type": "text-classification",
+                "model": FINE_TUNED_MODEL,
+                "fine_tuning": {"trainable_layers": 7},
+            },
+            r"fine_tuning\.trainable_layers: .*less than or equal to 6",
         ),
     ],
 )

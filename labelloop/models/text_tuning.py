@@ -6,6 +6,10 @@ it (``benchmarks/fine_tuning.py`` measures how much). The model is the shipped
 encoder, mean pooling over the tokens as the embedding ships, and a linear layer.
 It trains with cross-entropy by AdamW. The learning rate warms up linearly over
 the first tenth of the steps and then decays linearly to zero.
+
+Training only the encoder's top layers is cheaper: the lower layers keep their
+shipped weights, so each text goes through them once (``FrozenLayers``) and
+every later fit and score starts from the token states they gave.
 """
 
 from __future__ import annotations
@@ -25,6 +29,22 @@ logger = logging.getLogger(__name__)
 #: Width of the encoder's mean-pooled token embedding.
 EMBEDDING_DIM = 384
 
+#: Tokens kept per text unless a job sets ``max_length``.
+MAX_LENGTH = 128
+
+#: Top layers that train by default. This was measured with 300 and 1,200
+#: labels of TREC and AG News, one sample each (``benchmarks/fine_tuning.py``).
+#: Training the top three of six layers at ``TOP_LAYERS_LR``, a perfect
+#: threshold could machine-label 80.3% of the rest on average, against 81.0%
+#: for the whole encoder, and training ran 2.4 times as fast.
+TRAINABLE_LAYERS = 3
+
+#: Peak learning rates of the encoder: the whole encoder, or its top layers
+#: alone. At the smaller rate, the top three layers covered 78.3% on the same
+#: samples.
+WHOLE_ENCODER_LR = 5e-5
+TOP_LAYERS_LR = 2e-4
+
 
 def _require_text_list(texts: Sequence[str]) -> None:
     # A bare string is a sequence too, and would be scored one character a row.
@@ -32,6 +52,121 @@ def _require_text_list(texts: Sequence[str]) -> None:
         raise TypeError(
             "predict_proba takes a list of texts, got one string; wrap it in a list"
         )
+
+
+class FrozenLayers:
+    """The encoder's lower layers, never trained, and their output for each text.
+
+    The token states below the top ``trainable_layers`` layers are computed
+    once per distinct text and kept, unpadded and in half precision, so that
+    the classifiers of a job share them across folds and fits. Pickling drops
+    the kept states, which are computed again on demand.
+
+    Parameters
+    ----------
+    trainable_layers : int
+        Top layers left to train; all layers below them stay frozen. The
+        encoder's full depth leaves only the token embeddings frozen.
+    max_length : int
+        Tokens kept per text; longer texts are truncated.
+    batch_size : int, default=64
+        Texts per forward pass when computing states.
+    """
+
+    def __init__(
+        self, *, trainable_layers: int, max_length: int, batch_size: int = 64
+    ) -> None:
+        import torch
+
+        embedder = load_minilm()
+        self.tokenizer = embedder.tokenizer
+        # A copy: loading the model again can return these same modules, and
+        # whole-encoder fine-tuning needs them trainable.
+        self.encoder = copy.deepcopy(embedder[0].auto_model)
+        self.encoder.eval()
+        self.encoder.requires_grad_(False)
+        total = self.encoder.config.num_hidden_layers
+        if not 1 <= trainable_layers <= total:
+            raise ValueError(
+                f"trainable_layers must be in 1..{total} for an encoder of "
+                f"{total} layers, got {trainable_layers}"
+            )
+        self.trainable_layers = trainable_layers
+        self.n_layers = total - trainable_layers
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self._states: dict[str, torch.Tensor] = {}
+
+    def top_layers(self) -> Any:
+        """Return a trainable copy of the layers above the frozen ones."""
+        import torch
+
+        top = copy.deepcopy(self.encoder.encoder.layer[self.n_layers :])
+        top.requires_grad_(True)
+        return torch.nn.ModuleList(top)
+
+    def states(self, texts: Sequence[str]) -> list[Any]:
+        """Return each text's (tokens, width) states after the frozen layers."""
+        import torch
+
+        missing = list(dict.fromkeys(t for t in texts if t not in self._states))
+        with torch.no_grad():
+            for start in range(0, len(missing), self.batch_size):
+                chunk = missing[start : start + self.batch_size]
+                batch = self.tokenizer(
+                    chunk,
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                )
+                mask = batch["attention_mask"]
+                states = _through_layers(
+                    self.encoder.encoder.layer[: self.n_layers],
+                    self.encoder.embeddings(
+                        input_ids=batch["input_ids"],
+                        token_type_ids=batch.get("token_type_ids"),
+                    ),
+                    mask.to(torch.float32),
+                )
+                lengths = mask.sum(dim=1)
+                for text, row, length in zip(chunk, states, lengths, strict=True):
+                    self._states[text] = row[: int(length)].to(torch.float16)
+        return [self._states[t] for t in texts]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_states"] = {}
+        return state
+
+
+def _through_layers(layers: Any, hidden: Any, mask: Any) -> Any:
+    """Run padded token states through encoder layers.
+
+    ``mask`` is 1 on real tokens and 0 on padding.
+    """
+    import torch
+
+    # Padding gets the most negative score before the attention softmax.
+    additive = (1.0 - mask)[:, None, None, :] * torch.finfo(hidden.dtype).min
+    for layer in layers:
+        output = layer(hidden, attention_mask=additive)
+        # Older transformers releases return a tuple from each layer.
+        hidden = output[0] if isinstance(output, tuple) else output
+    return hidden
+
+
+def _run_layers(layers: Any, states: list[Any]) -> Any:
+    """Pad kept token states, run them through ``layers``, mean-pool the tokens."""
+    import torch
+
+    hidden = torch.nn.utils.rnn.pad_sequence(
+        [s.to(torch.float32) for s in states], batch_first=True
+    )
+    lengths = torch.tensor([len(s) for s in states])
+    mask = (torch.arange(hidden.shape[1])[None, :] < lengths[:, None]).to(hidden.dtype)
+    hidden = _through_layers(layers, hidden, mask)
+    return (hidden * mask.unsqueeze(-1)).sum(dim=1) / mask.sum(dim=1, keepdim=True)
 
 
 class FineTunedTextClassifier:
@@ -50,8 +185,10 @@ class FineTunedTextClassifier:
         (120 steps) 86%.
     batch_size : int, default=32
         Texts per optimization step.
-    encoder_lr : float, default=5e-5
-        Peak learning rate of the encoder's weights.
+    encoder_lr : float or None, default=None
+        Peak learning rate of the encoder's weights that train. None takes
+        ``WHOLE_ENCODER_LR`` for the whole encoder and ``TOP_LAYERS_LR`` for
+        top layers alone, which train best with larger steps.
     head_lr : float, default=2e-3
         Peak learning rate of the linear head, which starts from random weights
         and so needs a larger step than the pretrained encoder.
@@ -59,6 +196,16 @@ class FineTunedTextClassifier:
         Tokens kept per text; longer texts are truncated.
     weight_decay : float, default=0.01
         AdamW's decoupled weight decay.
+    trainable_layers : int or None, default=3
+        Train only this many top layers of the encoder's six; the rest keep
+        their shipped weights. None trains the whole encoder, token
+        embeddings included. The default costs about 40% of the whole
+        encoder's training time (see ``TRAINABLE_LAYERS``).
+    frozen : FrozenLayers or None, default=None
+        Lower layers to share with other classifiers, so that each text goes
+        through them once. It must freeze all but ``trainable_layers`` and
+        keep ``max_length`` tokens. None
+        makes a new one at fit time when ``trainable_layers`` is set.
     random_state : int, default=0
         Seeds the head's initialization, the dropout and the batch order.
     """
@@ -70,16 +217,32 @@ class FineTunedTextClassifier:
         epochs: int = 3,
         min_steps: int = 120,
         batch_size: int = 32,
-        encoder_lr: float = 5e-5,
+        encoder_lr: float | None = None,
         head_lr: float = 2e-3,
-        max_length: int = 128,
+        max_length: int = MAX_LENGTH,
         weight_decay: float = 0.01,
+        trainable_layers: int | None = TRAINABLE_LAYERS,
+        frozen: FrozenLayers | None = None,
         random_state: int = 0,
     ) -> None:
         if n_classes < 2:
             raise ValueError(f"n_classes must be at least 2, got {n_classes}")
         if epochs < 1:
             raise ValueError(f"epochs must be at least 1, got {epochs}")
+        if trainable_layers is not None and trainable_layers < 1:
+            raise ValueError(
+                f"trainable_layers must be at least 1 or None, got {trainable_layers}"
+            )
+        if frozen is not None and frozen.trainable_layers != trainable_layers:
+            raise ValueError(
+                f"frozen leaves {frozen.trainable_layers} layers to train, but "
+                f"trainable_layers is {trainable_layers}; make them equal"
+            )
+        if frozen is not None and frozen.max_length != max_length:
+            raise ValueError(
+                f"frozen keeps {frozen.max_length} tokens per text, but max_length "
+                f"is {max_length}; make them equal"
+            )
         self.n_classes = n_classes
         self.epochs = epochs
         self.min_steps = min_steps
@@ -88,13 +251,25 @@ class FineTunedTextClassifier:
         self.head_lr = head_lr
         self.max_length = max_length
         self.weight_decay = weight_decay
+        self.trainable_layers = trainable_layers
+        self.frozen = frozen
         self.random_state = random_state
+        self.frozen_: FrozenLayers | None = None
         self.encoder_: Any = None
         self.head_: Any = None
         self.tokenizer_: Any = None
         self.train_losses_: list[float] = []
 
+    @property
+    def learning_rate(self) -> float:
+        """Return the peak learning rate of the encoder's weights that train."""
+        if self.encoder_lr is not None:
+            return self.encoder_lr
+        return WHOLE_ENCODER_LR if self.trainable_layers is None else TOP_LAYERS_LR
+
     def _embed(self, texts: Sequence[str]) -> Any:
+        if self.frozen_ is not None:
+            return _run_layers(self.encoder_, self.frozen_.states(texts))
         batch = self.tokenizer_(
             list(texts),
             padding=True,
@@ -128,13 +303,20 @@ class FineTunedTextClassifier:
             )
         torch.manual_seed(self.random_state)
         rng = np.random.default_rng(self.random_state)
-        embedder = load_minilm()
-        self.tokenizer_ = embedder.tokenizer
-        self.encoder_ = copy.deepcopy(embedder[0].auto_model)
+        if self.trainable_layers is None:
+            embedder = load_minilm()
+            self.tokenizer_ = embedder.tokenizer
+            self.encoder_ = copy.deepcopy(embedder[0].auto_model)
+        else:
+            self.frozen_ = self.frozen or FrozenLayers(
+                trainable_layers=self.trainable_layers, max_length=self.max_length
+            )
+            self.tokenizer_ = self.frozen_.tokenizer
+            self.encoder_ = self.frozen_.top_layers()
         self.head_ = torch.nn.Linear(EMBEDDING_DIM, self.n_classes)
         optimizer = torch.optim.AdamW(
             [
-                {"params": self.encoder_.parameters(), "lr": self.encoder_lr},
+                {"params": self.encoder_.parameters(), "lr": self.learning_rate},
                 {"params": self.head_.parameters(), "lr": self.head_lr},
             ],
             weight_decay=self.weight_decay,
@@ -147,7 +329,7 @@ class FineTunedTextClassifier:
         def schedule(step: int) -> float:
             if step < warmup:
                 return (step + 1) / warmup
-            return max(0.0, (total - step) / (total - warmup))
+            return max(0.0, (total - step) / max(1, total - warmup))
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         self.encoder_.train()
@@ -222,6 +404,10 @@ class CrossFittedFineTuner:
     a fit keeps the score it got as an unlabeled item, from a classifier that
     did not train on it.
 
+    With ``trainable_layers`` among the classifier settings, all classifiers
+    share one ``FrozenLayers``, so each text goes through the frozen layers
+    once per job.
+
     Parameters
     ----------
     n_classes : int
@@ -247,6 +433,7 @@ class CrossFittedFineTuner:
         self._scores: dict[int, np.ndarray] = {}
         self.classifiers: list[FineTunedTextClassifier] = []
         self.training_ids: list[set[int]] = []
+        self.frozen: FrozenLayers | None = None
         # Not the seed of the loop's other folds, so these folds cut across them.
         self._fold_seed = seed + 2
 
@@ -264,6 +451,12 @@ class CrossFittedFineTuner:
         validation = {int(i) for i in validation_ids}
         ids = np.array(sorted(labels), dtype=int)
         folds = fold_of(ids, seed=self._fold_seed, n_folds=FINE_TUNE_FOLDS)
+        trainable = self.classifier_params.get("trainable_layers", TRAINABLE_LAYERS)
+        if trainable is not None and self.frozen is None:
+            self.frozen = FrozenLayers(
+                trainable_layers=trainable,
+                max_length=self.classifier_params.get("max_length", MAX_LENGTH),
+            )
         self.classifiers = []
         self.training_ids = []
         for fold in range(FINE_TUNE_FOLDS):
@@ -275,6 +468,7 @@ class CrossFittedFineTuner:
             classifier = FineTunedTextClassifier(
                 n_classes=self.n_classes,
                 random_state=self.seed + fold,
+                frozen=self.frozen,
                 **self.classifier_params,
             )
             classifier.fit(

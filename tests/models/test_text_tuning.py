@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import joblib
 import numpy as np
 import pytest
 
 from labelloop.data import data_dir
+from labelloop.features.text import load_minilm
 from labelloop.importers.datasets import TREC_COARSE_CLASSES
 from labelloop.models.folds import fold_of
 from labelloop.models.text_tuning import (
     FINE_TUNE_FOLDS,
     CrossFittedFineTuner,
     FineTunedTextClassifier,
+    FrozenLayers,
+    _run_layers,
 )
 
 
@@ -36,12 +42,16 @@ def trec_test_split() -> tuple[list[str], np.ndarray]:
 def fitted(
     trec_test_split: tuple[list[str], np.ndarray],
 ) -> tuple[FineTunedTextClassifier, list[str], np.ndarray]:
-    """Fine-tune on 300 questions; return the model and the 200 held out."""
+    """Fine-tune the whole encoder on 300 questions; return it and 200 held out."""
     texts, classes = trec_test_split
     order = np.random.default_rng(0).permutation(len(texts))
     train, held_out = order[:300], order[300:]
     model = FineTunedTextClassifier(
-        n_classes=len(TREC_COARSE_CLASSES), epochs=2, min_steps=1, max_length=32
+        n_classes=len(TREC_COARSE_CLASSES),
+        epochs=2,
+        min_steps=1,
+        max_length=32,
+        trainable_layers=None,
     )
     model.fit([texts[i] for i in train], classes[train])
     return model, [texts[i] for i in held_out], classes[held_out]
@@ -108,6 +118,21 @@ def test_small_label_sets_get_more_epochs(
 
     # Two steps per epoch, so six steps take three epochs.
     assert len(model.train_losses_) == 3
+
+
+def test_fit_of_one_step(
+    trec_test_split: tuple[list[str], np.ndarray],
+) -> None:
+    texts, classes = trec_test_split
+    model = FineTunedTextClassifier(
+        n_classes=len(TREC_COARSE_CLASSES), epochs=1, min_steps=1, max_length=16
+    )
+
+    # Three texts make one batch: warm-up and decay share the only step.
+    model.fit(texts[:3], classes[:3])
+
+    assert len(model.train_losses_) == 1
+    assert model.predict_proba(texts[3:5]).shape == (2, len(TREC_COARSE_CLASSES))
 
 
 def test_predict_before_fit_raises() -> None:
@@ -227,3 +252,137 @@ def test_unfitted_tuner_raises() -> None:
         tuner.predict_proba({1: "text"}, np.array([1]))
     with pytest.raises(RuntimeError, match="call fit"):
         tuner.ensemble()
+
+
+def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+    return matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("trainable", [1, 6])
+def test_frozen_states_reproduce_the_shipped_embedding(
+    trec_test_split: tuple[list[str], np.ndarray], trainable: int
+) -> None:
+    import torch
+
+    texts = trec_test_split[0][:12]
+    frozen = FrozenLayers(trainable_layers=trainable, max_length=128)
+    top = frozen.top_layers().eval()
+
+    with torch.no_grad():
+        pooled = _run_layers(top, frozen.states(texts)).numpy()
+
+    # Untrained top layers over the kept states give the sentence embedding the
+    # package ships, up to the half precision the states are kept in.
+    shipped = load_minilm().encode(texts, convert_to_numpy=True)
+    np.testing.assert_allclose(_unit_rows(pooled), _unit_rows(shipped), atol=1e-3)
+
+
+def test_frozen_states_are_kept_once_per_text(
+    trec_test_split: tuple[list[str], np.ndarray],
+) -> None:
+    texts = trec_test_split[0][:5]
+    frozen = FrozenLayers(trainable_layers=2, max_length=16)
+
+    first = frozen.states([*texts, texts[0]])
+    second = frozen.states(texts[::-1])
+
+    assert first[0] is first[-1]
+    assert all(a is b for a, b in zip(first[:5], second[::-1], strict=True))
+    assert all(state.shape[1] == 384 and len(state) <= 16 for state in first)
+    assert frozen.n_layers == 4
+
+
+def test_frozen_layers_leave_the_loaded_encoder_trainable() -> None:
+    FrozenLayers(trainable_layers=2, max_length=16)
+
+    encoder = load_minilm()[0].auto_model
+
+    assert all(parameter.requires_grad for parameter in encoder.parameters())
+
+
+def test_top_layers_learn_and_lower_layers_stay_shipped(
+    trec_test_split: tuple[list[str], np.ndarray],
+) -> None:
+    texts, classes = trec_test_split
+    order = np.random.default_rng(0).permutation(len(texts))
+    train, held_out = order[:300], order[300:]
+    frozen = FrozenLayers(trainable_layers=2, max_length=32)
+    before = {k: v.clone() for k, v in frozen.encoder.state_dict().items()}
+    model = FineTunedTextClassifier(
+        n_classes=len(TREC_COARSE_CLASSES),
+        epochs=3,
+        min_steps=1,
+        max_length=32,
+        trainable_layers=2,
+        frozen=frozen,
+    )
+
+    model.fit([texts[i] for i in train], classes[train])
+    probabilities = model.predict_proba([texts[i] for i in held_out])
+
+    accuracy = float((probabilities.argmax(axis=1) == classes[held_out]).mean())
+    assert accuracy >= 0.7, accuracy
+    after = frozen.encoder.state_dict()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+    # The trained copies moved away from the shipped top layers.
+    shipped_top = frozen.encoder.encoder.layer[4].output.dense.weight
+    assert not np.allclose(model.encoder_[0].output.dense.weight.detach(), shipped_top)
+
+
+def test_saved_classifier_drops_kept_states(
+    tmp_path: Path, trec_test_split: tuple[list[str], np.ndarray]
+) -> None:
+    texts, classes = trec_test_split
+    model = FineTunedTextClassifier(
+        n_classes=len(TREC_COARSE_CLASSES),
+        epochs=1,
+        min_steps=1,
+        max_length=16,
+        trainable_layers=1,
+    )
+    model.fit(texts[:40], classes[:40])
+    expected = model.predict_proba(texts[40:50])
+    joblib.dump(model, tmp_path / "model.joblib")
+
+    loaded = joblib.load(tmp_path / "model.joblib")
+
+    assert loaded.frozen_._states == {}
+    np.testing.assert_allclose(loaded.predict_proba(texts[40:50]), expected, atol=1e-5)
+
+
+def test_frozen_layers_reject_bad_settings() -> None:
+    with pytest.raises(ValueError, match=r"trainable_layers must be in 1\.\.6"):
+        FrozenLayers(trainable_layers=7, max_length=16)
+    frozen = FrozenLayers(trainable_layers=2, max_length=16)
+    with pytest.raises(ValueError, match="frozen leaves 2 layers to train"):
+        FineTunedTextClassifier(n_classes=3, trainable_layers=3, frozen=frozen)
+    with pytest.raises(ValueError, match="frozen leaves 2 layers to train"):
+        FineTunedTextClassifier(n_classes=3, frozen=frozen)
+    with pytest.raises(ValueError, match="frozen keeps 16 tokens per text"):
+        FineTunedTextClassifier(n_classes=3, trainable_layers=2, frozen=frozen)
+    with pytest.raises(ValueError, match="trainable_layers must be at least 1"):
+        FineTunedTextClassifier(n_classes=3, trainable_layers=0)
+
+
+def test_cross_fitted_classifiers_share_frozen_layers(
+    trec_test_split: tuple[list[str], np.ndarray],
+) -> None:
+    texts, classes = trec_test_split
+    by_id = dict(enumerate(texts[:60]))
+    labels = {i: int(classes[i]) for i in range(40)}
+    tuner = CrossFittedFineTuner(
+        n_classes=len(TREC_COARSE_CLASSES),
+        seed=0,
+        epochs=1,
+        min_steps=1,
+        max_length=16,
+        trainable_layers=1,
+    )
+
+    tuner.fit(by_id, labels, np.arange(20, 40))
+    probabilities = tuner.predict_proba(by_id, np.arange(60))
+
+    assert tuner.frozen is not None
+    assert all(c.frozen_ is tuner.frozen for c in tuner.classifiers)
+    assert len(tuner.frozen._states) == 60
+    assert probabilities.shape == (60, len(TREC_COARSE_CLASSES))
