@@ -129,9 +129,15 @@ class FrozenLayers:
                     ),
                     mask.to(torch.float32),
                 )
-                lengths = mask.sum(dim=1)
-                for text, row, length in zip(chunk, states, lengths, strict=True):
-                    self._states[text] = row[: int(length)].to(torch.float16)
+                lengths = mask.sum(dim=1).tolist()
+                # One buffer per batch, which the texts' states are views of:
+                # thousands of small tensors kept between large temporary ones
+                # fragment the heap.
+                packed = torch.cat(
+                    [row[:length] for row, length in zip(states, lengths, strict=True)]
+                ).to(torch.float16)
+                for text, part in zip(chunk, packed.split(lengths), strict=True):
+                    self._states[text] = part
         return [self._states[t] for t in texts]
 
     def __getstate__(self) -> dict[str, Any]:
