@@ -108,7 +108,7 @@ def test_fine_tuned_model_scores_texts(fine_tuned_job: tuple[dict, Path]) -> Non
 
 
 @pytest.mark.parametrize(("value", "expected"), [(None, None), (6, 6)])
-def test_trainable_layers_setting(
+def test_trainable_layers_setting_loads(
     tmp_path: Path, value: int | None, expected: int | None
 ) -> None:
     job_file = one_line_job(

@@ -92,18 +92,16 @@ class FrozenLayers:
                 f"{total} layers, got {trainable_layers}"
             )
         self.trainable_layers = trainable_layers
-        self.n_layers = total - trainable_layers
+        self.frozen_count = total - trainable_layers
         self.max_length = max_length
         self.batch_size = batch_size
         self._states: dict[str, torch.Tensor] = {}
 
     def top_layers(self) -> Any:
         """Return a trainable copy of the layers above the frozen ones."""
-        import torch
 
-        top = copy.deepcopy(self.encoder.encoder.layer[self.n_layers :])
-        top.requires_grad_(True)
-        return torch.nn.ModuleList(top)
+        top = copy.deepcopy(self.encoder.encoder.layer[self.frozen_count :])
+        return top.requires_grad_(True)
 
     def states(self, texts: Sequence[str]) -> list[Any]:
         """Return each text's (tokens, width) states after the frozen layers."""
@@ -122,7 +120,7 @@ class FrozenLayers:
                 )
                 mask = batch["attention_mask"]
                 states = _through_layers(
-                    self.encoder.encoder.layer[: self.n_layers],
+                    self.encoder.encoder.layer[: self.frozen_count],
                     self.encoder.embeddings(
                         input_ids=batch["input_ids"],
                         token_type_ids=batch.get("token_type_ids"),
@@ -162,8 +160,14 @@ def _through_layers(layers: Any, hidden: Any, mask: Any) -> Any:
     return hidden
 
 
-def _run_layers(layers: Any, states: list[Any]) -> Any:
-    """Pad kept token states, run them through ``layers``, mean-pool the tokens."""
+def _mean_pool(tokens: Any, mask: Any) -> Any:
+    """Average each text's token states over its real tokens, as the embedding ships."""
+    weights = mask.unsqueeze(-1).to(tokens.dtype)
+    return (tokens * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+def _embed_kept_states(layers: Any, states: list[Any]) -> Any:
+    """Pad kept token states, run them through ``layers`` and mean-pool them."""
     import torch
 
     hidden = torch.nn.utils.rnn.pad_sequence(
@@ -171,8 +175,7 @@ def _run_layers(layers: Any, states: list[Any]) -> Any:
     )
     lengths = torch.tensor([len(s) for s in states])
     mask = (torch.arange(hidden.shape[1])[None, :] < lengths[:, None]).to(hidden.dtype)
-    hidden = _through_layers(layers, hidden, mask)
-    return (hidden * mask.unsqueeze(-1)).sum(dim=1) / mask.sum(dim=1, keepdim=True)
+    return _mean_pool(_through_layers(layers, hidden, mask), mask)
 
 
 class FineTunedTextClassifier:
@@ -275,7 +278,7 @@ class FineTunedTextClassifier:
 
     def _embed(self, texts: Sequence[str]) -> Any:
         if self.frozen_ is not None:
-            return _run_layers(self.encoder_, self.frozen_.states(texts))
+            return _embed_kept_states(self.encoder_, self.frozen_.states(texts))
         batch = self.tokenizer_(
             list(texts),
             padding=True,
@@ -284,8 +287,7 @@ class FineTunedTextClassifier:
             return_tensors="pt",
         )
         tokens = self.encoder_(**batch).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(tokens.dtype)
-        return (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        return _mean_pool(tokens, batch["attention_mask"])
 
     def fit(self, texts: Sequence[str], labels: np.ndarray) -> FineTunedTextClassifier:
         """Train a fresh copy of the encoder and a new head on ``texts``.

@@ -17,7 +17,7 @@ from labelloop.models.text_tuning import (
     CrossFittedFineTuner,
     FineTunedTextClassifier,
     FrozenLayers,
-    _run_layers,
+    _embed_kept_states,
 )
 
 
@@ -259,7 +259,7 @@ def _unit_rows(matrix: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("trainable", [1, 6])
-def test_frozen_states_reproduce_the_shipped_embedding(
+def test_frozen_states_match_shipped_embedding(
     trec_test_split: tuple[list[str], np.ndarray], trainable: int
 ) -> None:
     import torch
@@ -269,7 +269,7 @@ def test_frozen_states_reproduce_the_shipped_embedding(
     top = frozen.top_layers().eval()
 
     with torch.no_grad():
-        pooled = _run_layers(top, frozen.states(texts)).numpy()
+        pooled = _embed_kept_states(top, frozen.states(texts)).numpy()
 
     # Untrained top layers over the kept states give the sentence embedding the
     # package ships, up to the half precision the states are kept in.
@@ -288,11 +288,12 @@ def test_frozen_states_are_kept_once_per_text(
 
     assert first[0] is first[-1]
     assert all(a is b for a, b in zip(first[:5], second[::-1], strict=True))
-    assert all(state.shape[1] == 384 and len(state) <= 16 for state in first)
-    assert frozen.n_layers == 4
+    assert all(state.shape[1] == 384 for state in first)
+    assert all(len(state) <= 16 for state in first)
+    assert frozen.frozen_count == 4
 
 
-def test_frozen_layers_leave_the_loaded_encoder_trainable() -> None:
+def test_frozen_layers_leave_loaded_encoder_trainable() -> None:
     FrozenLayers(trainable_layers=2, max_length=16)
 
     encoder = load_minilm()[0].auto_model
@@ -300,7 +301,7 @@ def test_frozen_layers_leave_the_loaded_encoder_trainable() -> None:
     assert all(parameter.requires_grad for parameter in encoder.parameters())
 
 
-def test_top_layers_learn_and_lower_layers_stay_shipped(
+def test_top_layers_learn_lower_stay_shipped(
     trec_test_split: tuple[list[str], np.ndarray],
 ) -> None:
     texts, classes = trec_test_split
