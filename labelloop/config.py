@@ -10,7 +10,7 @@ import json
 import reprlib
 from enum import Enum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from labelloop.errors import ConfigError
 
@@ -50,6 +51,22 @@ SUPPORTED_TASK_TYPES = (TaskType.IMAGE_CLASSIFICATION, TaskType.TEXT_CLASSIFICAT
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reject_booleans_for_numbers(cls, data: Any) -> Any:
+        # YAML reads true, yes and on as booleans, which pydantic converts to 1.
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                value = data.get(name)
+                kinds = get_args(field.annotation) or (field.annotation,)
+                if isinstance(value, bool) and any(k in (int, float) for k in kinds):
+                    raise PydanticCustomError(
+                        "boolean_for_number",
+                        "expects a number",
+                        {"field": name, "value": value},
+                    )
+        return data
 
 
 class StoppingConditions(_Frozen):
@@ -388,6 +405,13 @@ def _format_validation_error(error: ValidationError, source: str) -> str:
         elif problem["type"] == "extra_forbidden":
             allowed = _allowed_fields(loc[:-1])
             lines.append(f"  {field}: unknown field; check its spelling{allowed}")
+        elif problem["type"] == "boolean_for_number":
+            context = problem.get("ctx", {})
+            field = ".".join([*path_parts, str(context.get("field"))])
+            lines.append(
+                f"  {field}: expects a number, got {str(context.get('value')).lower()}"
+                " (YAML reads true, yes and on as booleans)"
+            )
         elif loc == ("task_type",) and problem["type"] == "enum":
             supported = ", ".join(t.value for t in SUPPORTED_TASK_TYPES)
             lines.append(

@@ -292,6 +292,27 @@ def test_target_accuracy_out_of_range(tmp_path: Path, accuracy: float) -> None:
     assert_no_noise(message)
 
 
+@pytest.mark.parametrize(
+    ("fields", "path"),
+    [
+        ({"seed": True}, "seed"),
+        ({"automated_labeling": {"confidence": True}}, "automated_labeling.confidence"),
+        (
+            {"model": "fine-tuned-minilm", "fine_tuning": {"trainable_layers": True}},
+            "fine_tuning.trainable_layers",
+        ),
+        ({"workforce": {"seconds_per_task": False}}, "workforce.seconds_per_task"),
+    ],
+)
+def test_boolean_for_number_rejected(
+    tmp_path: Path, fields: dict[str, Any], path: str
+) -> None:
+    message = config_error(tmp_path, {**MINIMAL, **fields})
+
+    assert f"{path}: expects a number, got " in message
+    assert_no_noise(message)
+
+
 @pytest.mark.parametrize("rate", [-0.1, 1.5])
 def test_error_rate_out_of_range(tmp_path: Path, rate: float) -> None:
     fields = {**MINIMAL, "workforce": {"type": "simulated", "error_rates": [0.1, rate]}}
