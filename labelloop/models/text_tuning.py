@@ -60,7 +60,8 @@ class FrozenLayers:
     The token states below the top ``trainable_layers`` layers are computed
     once per distinct text and kept, unpadded and in half precision, so that
     the classifiers of a job share them across folds and fits. Pickling drops
-    the kept states, which are computed again on demand.
+    the kept states, which are computed again on demand, and the shipped top
+    layers, which only start new classifiers.
 
     Parameters
     ----------
@@ -93,14 +94,21 @@ class FrozenLayers:
             )
         self.trainable_layers = trainable_layers
         self.frozen_count = total - trainable_layers
+        layers = self.encoder.encoder.layer
+        self._shipped_top: Any = layers[self.frozen_count :]
+        self.encoder.encoder.layer = layers[: self.frozen_count]
         self.max_length = max_length
         self.batch_size = batch_size
         self._states: dict[str, torch.Tensor] = {}
 
     def top_layers(self) -> Any:
-        """Return a trainable copy of the layers above the frozen ones."""
-
-        top = copy.deepcopy(self.encoder.encoder.layer[self.frozen_count :])
+        """Return a trainable copy of the shipped layers above the frozen ones."""
+        if self._shipped_top is None:
+            raise RuntimeError(
+                "these frozen layers were loaded from a saved model, which keeps "
+                "no shipped top layers; create a new FrozenLayers to train"
+            )
+        top = copy.deepcopy(self._shipped_top)
         return top.requires_grad_(True)
 
     def states(self, texts: Sequence[str]) -> list[Any]:
@@ -120,7 +128,7 @@ class FrozenLayers:
                 )
                 mask = batch["attention_mask"]
                 states = _through_layers(
-                    self.encoder.encoder.layer[: self.frozen_count],
+                    self.encoder.encoder.layer,
                     self.encoder.embeddings(
                         input_ids=batch["input_ids"],
                         token_type_ids=batch.get("token_type_ids"),
@@ -141,6 +149,7 @@ class FrozenLayers:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_states"] = {}
+        state["_shipped_top"] = None
         return state
 
 

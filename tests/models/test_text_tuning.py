@@ -326,7 +326,7 @@ def test_top_layers_learn_lower_stay_shipped(
     after = frozen.encoder.state_dict()
     assert all(np.array_equal(before[k], after[k]) for k in before)
     # The trained copies moved away from the shipped top layers.
-    shipped_top = frozen.encoder.encoder.layer[4].output.dense.weight
+    shipped_top = frozen.top_layers()[0].output.dense.weight.detach()
     assert not np.allclose(model.encoder_[0].output.dense.weight.detach(), shipped_top)
 
 
@@ -348,6 +348,10 @@ def test_saved_classifier_drops_kept_states(
     loaded = joblib.load(tmp_path / "model.joblib")
 
     assert loaded.frozen_._states == {}
+    # The shipped top layer only starts new classifiers, so it is not saved.
+    assert len(loaded.frozen_.encoder.encoder.layer) == 5
+    with pytest.raises(RuntimeError, match="create a new FrozenLayers"):
+        loaded.frozen_.top_layers()
     np.testing.assert_allclose(loaded.predict_proba(texts[40:50]), expected, atol=1e-5)
 
 
