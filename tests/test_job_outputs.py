@@ -225,6 +225,7 @@ def test_pilot_skipped_only_in_first_round(
     assert scanned, "no round recorded where its scan started"
     for entry in scanned[1:]:
         assert entry["scan_start"] == "pilot"
+        assert 0 < entry["pilot_items"] <= entry["eligible_validation_items"] / 3
     # The first scan starts where the model's confidences predict it passes,
     # so every validation item certifies.
     first = scanned[0]
@@ -232,9 +233,10 @@ def test_pilot_skipped_only_in_first_round(
     assert first["certification_test"] == 1
     assert first["scan_start"] == "model confidences"
     page = load_job_config(job_file).output_path / "report" / "report.html"
-    assert "Scan start chosen by:</b> model confidences" in page.read_text(
-        encoding="utf-8"
-    )
+    text = page.read_text(encoding="utf-8")
+    assert "Scan start chosen by:</b> model confidences." in text
+    assert any(entry.get("certification_test") for entry in scanned[1:])
+    assert "Scan start chosen by:</b> pilot of " in text
 
 
 def test_hyperparameters_chosen_again_only_after_growth(

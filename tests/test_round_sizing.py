@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from labelloop.certify import (
@@ -13,6 +14,7 @@ from labelloop.loop import (
     MAX_VALIDATION_SHARE,
     default_batch_size,
     default_validation_size,
+    draw_pilot,
 )
 
 
@@ -56,3 +58,13 @@ def test_batch_grows_with_human_labels() -> None:
     assert default_batch_size(10_000, 0) == 200
     assert default_batch_size(10_000, 4000) == 1000
     assert default_batch_size(1000, 0) == 50
+
+
+def test_pilot_is_a_quarter_up_to_a_cap() -> None:
+    small = draw_pilot(np.arange(400), seed=3)
+    large = draw_pilot(np.arange(4000), seed=3)
+
+    assert 75 <= small.sum() <= 125
+    assert 160 <= large.sum() <= 240
+    # Each round draws its own pilot.
+    assert not np.array_equal(large, draw_pilot(np.arange(4000), seed=4))

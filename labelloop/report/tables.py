@@ -34,8 +34,10 @@ def _stop_cell(stats: dict[str, Any]) -> str:
         text = fmt.long_text(str(reason).rstrip("."))
         parts.append(f"<b>Human batch:</b> {text}.")
     if stats.get("scan_start") and stats.get("certification_test"):
-        start = fmt.long_text(str(stats["scan_start"]))
-        parts.append(f"<b>Scan start chosen by:</b> {start}.")
+        start = str(stats["scan_start"])
+        if stats.get("pilot_items"):
+            start += f" of {stats['pilot_items']} validation items"
+        parts.append(f"<b>Scan start chosen by:</b> {fmt.long_text(start)}.")
     alpha = as_number(stats.get("spreading_alpha"))
     if alpha:
         parts.append(
