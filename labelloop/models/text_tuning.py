@@ -152,6 +152,15 @@ class FrozenLayers:
         state["_shipped_top"] = None
         return state
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "_shipped_top" not in state:
+            # Older saved models kept every layer in the encoder, and states
+            # must come from the frozen ones alone.
+            layers = state["encoder"].encoder.layer
+            state["encoder"].encoder.layer = layers[: state["frozen_count"]]
+            state["_shipped_top"] = None
+        self.__dict__.update(state)
+
 
 def _through_layers(layers: Any, hidden: Any, mask: Any) -> Any:
     """Run padded token states through encoder layers.

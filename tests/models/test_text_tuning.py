@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import joblib
@@ -353,6 +354,26 @@ def test_saved_classifier_drops_kept_states(
     with pytest.raises(RuntimeError, match="create a new FrozenLayers"):
         loaded.frozen_.top_layers()
     np.testing.assert_allclose(loaded.predict_proba(texts[40:50]), expected, atol=1e-5)
+
+
+def test_frozen_layers_load_older_state(
+    trec_test_split: tuple[list[str], np.ndarray],
+) -> None:
+    texts = trec_test_split[0][:4]
+    frozen = FrozenLayers(trainable_layers=2, max_length=16)
+    expected = frozen.states(texts)
+    # The state of a model saved when the encoder kept all six layers.
+    state = frozen.__getstate__()
+    del state["_shipped_top"]
+    state["encoder"] = copy.deepcopy(state["encoder"])
+    state["encoder"].encoder.layer.extend(copy.deepcopy(frozen.top_layers()))
+
+    loaded = FrozenLayers.__new__(FrozenLayers)
+    loaded.__setstate__(state)
+
+    assert len(loaded.encoder.encoder.layer) == 4
+    for got, want in zip(loaded.states(texts), expected, strict=True):
+        np.testing.assert_allclose(got.float(), want.float(), atol=1e-3)
 
 
 def test_frozen_layers_reject_bad_settings() -> None:
