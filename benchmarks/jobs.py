@@ -76,6 +76,7 @@ class JobRun:
     rounds: int
     oracle_human: float | None = None
     oracle_budget: float | None = None
+    validation_labels: int | None = None
 
 
 #: Labeling methods compared. ``ground-truth`` follows Ground Truth's documented
@@ -364,6 +365,7 @@ def run_one(job_file: Path, dataset: str, method: str, seed: int) -> JobRun:
         feature_seconds=timing.get("features", 0.0),
         training_seconds=timing.get("training", 0.0),
         rounds=len(report.get("rounds", [])),
+        validation_labels=(report.get("human_label_sources") or {}).get("validation"),
     )
 
 
@@ -371,13 +373,18 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}%"
 
 
+def _share(count: int | None, items: int) -> str:
+    return "n/a" if count is None else f"{count:,} ({count / items:.1%})"
+
+
 def table(runs: list[JobRun]) -> str:
     """Return one row per run."""
     header = (
-        "| dataset | method | seed | items | human labels | machine labels "
-        "| machine-label accuracy | certified error bound | all labels accuracy "
-        "| rounds | wall time | features | training | other time | peak memory |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| dataset | method | seed | items | human labels | of them validation "
+        "| machine labels | machine-label accuracy | certified error bound "
+        "| all labels accuracy | rounds | wall time | features | training "
+        "| other time | peak memory |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     rows = []
     for run in runs:
@@ -385,6 +392,7 @@ def table(runs: list[JobRun]) -> str:
         rows.append(
             f"| {run.dataset} | {run.method} | {run.seed} | {run.items:,} "
             f"| {run.human:,} ({run.human / run.items:.1%}) "
+            f"| {_share(run.validation_labels, run.items)} "
             f"| {run.machine:,} ({run.machine / run.items:.1%}) "
             f"| {_percent(run.machine_accuracy)} | {_percent(run.certified_bound)} "
             f"| {_percent(run.labeled_accuracy)} | {run.rounds} "

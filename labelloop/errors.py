@@ -1,4 +1,4 @@
-"""Exception hierarchy: every error labelloop raises on purpose derives from one base."""
+"""Exception hierarchy: every error labelloop raises on purpose has one base class."""
 
 
 class LabelloopError(Exception):

@@ -81,6 +81,9 @@ RETUNE_GROWTH = 1.5
 #: covers.
 VALIDATION_SHARE = 0.25
 
+#: Why a round posts every item still open: they fit in one human batch.
+REMAINING_REASON = "the remaining items fit in one human batch"
+
 
 @dataclass
 class RoundTimer:
@@ -377,7 +380,7 @@ class LabelingLoop:
             elif size >= len(open_for_humans):
                 validation = np.array([], dtype=int)
                 query = open_for_humans
-                reason = "the remaining items fit in one human batch"
+                reason = REMAINING_REASON
             else:
                 certified = any(
                     previous.stats.get("machine_labeled")
@@ -404,7 +407,13 @@ class LabelingLoop:
                         "because certifying needs more validation items"
                     )
 
-        plan = {"validation": len(validation), "query": len(query), "reason": reason}
+        plan = {
+            "validation": len(validation),
+            "query": len(query),
+            # The last batch holds whatever no test certified, not a choice.
+            "remaining": reason == REMAINING_REASON,
+            "reason": reason,
+        }
         self.store.start_round(
             number,
             validation_ids=[int(i) for i in validation],

@@ -1,4 +1,4 @@
-"""A job whose database file is deleted or replaced while it runs stops with an error."""
+"""A job stops with an error when its database is deleted or replaced mid-run."""
 
 from __future__ import annotations
 

@@ -49,6 +49,32 @@ def test_digits_job_labels_every_item(digits_job: tuple[dict, Path]) -> None:
     assert report["status"] == "completed"
 
 
+def test_human_labels_counted_by_how_items_were_chosen(
+    digits_job: tuple[dict, Path],
+) -> None:
+    report, job_file = digits_job
+    sources = report["human_label_sources"]
+    assert report["counters"]["Expired"] == 0
+    assert sum(sources.values()) == report["counters"]["HumanLabeled"]
+
+    # The simulated workforce labels every task a round posts.
+    plans = [entry["plan"] for entry in report["rounds"]]
+    assert sources["validation"] == sum(plan["validation"] for plan in plans)
+    last = [plan for plan in plans if plan["remaining"]]
+    assert len(last) == 1
+    assert sources["remaining"] == last[0]["query"] > 0
+    assert sources["query"] == sum(
+        plan["query"] for plan in plans if not plan["remaining"]
+    )
+
+    page = load_job_config(job_file).output_path / "report" / "report.html"
+    text = page.read_text(encoding="utf-8")
+    assert (
+        f"Human labels by how their items were chosen: "
+        f"{sources['validation']:,} drawn at random (the validation sample)"
+    ) in text
+
+
 def test_digits_machine_labels_meet_target(digits_job: tuple[dict, Path]) -> None:
     report, _ = digits_job
     assert report["measured"]["machine_accuracy"] >= 0.95

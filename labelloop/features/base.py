@@ -1,4 +1,4 @@
-"""Feature extractors: turn items into fixed-length vectors, computed once and cached."""
+"""Feature extractors: items into fixed-length vectors, computed once and cached."""
 
 from __future__ import annotations
 

@@ -45,6 +45,36 @@ def _interval(errors: int, n: int, confidence: float = 0.95) -> tuple[float, flo
     return low, high
 
 
+def _human_label_sources(
+    store: JobStore, labels: dict[int, Any], round_rows: list[Any]
+) -> dict[str, int]:
+    """Count human labels by how their items were sent to humans.
+
+    ``validation``: uniform random draws, which certify and train;
+    ``query``: chosen by the query strategy; ``remaining``: the last batch,
+    the items no test certified; ``gold``: items of known class that check
+    the workers. Items labeled without a task count as ``other``.
+    """
+    remaining_rounds = {
+        row.number
+        for row in round_rows
+        if (row.stats.get("plan") or {}).get("remaining")
+    }
+    tasks = {task.item_id: task for task in store.tasks()}
+    sources = Counter({"validation": 0, "query": 0, "remaining": 0, "gold": 0})
+    for item_id, label in labels.items():
+        if label.origin != "human":
+            continue
+        task = tasks.get(item_id)
+        if task is None:
+            sources["other"] += 1
+        elif task.purpose == "query" and task.round in remaining_rounds:
+            sources["remaining"] += 1
+        else:
+            sources[task.purpose] += 1
+    return dict(sources)
+
+
 def build_report(
     config: JobConfig, store: JobStore, *, timing: dict[str, float]
 ) -> dict[str, Any]:
@@ -137,6 +167,7 @@ def build_report(
             }
 
     workers = _worker_activity(store, labels)
+    sources = _human_label_sources(store, labels, round_rows)
     human_labels = _human_label_noise(
         store, labels, truth=truth, n_classes=len(class_names)
     )
@@ -184,6 +215,7 @@ def build_report(
         "machine_labels": machine,
         "measured": measured,
         "human_labels": human_labels,
+        "human_label_sources": sources,
         "validation_accuracy": last_accuracy,
         "rounds": rounds,
         "workers": workers,

@@ -194,6 +194,9 @@ def _summary_html(report: dict[str, Any]) -> str:
         if as_number(cost.get("saved_share")) is not None:
             sentence += f": {fmt.percent(cost.get('saved_share'), 0)} saved"
         parts.append(f"<p class='fine'>{sentence}.</p>")
+    sources = _sources_sentence(report)
+    if sources:
+        parts.append(f"<p class='fine'>{html.escape(sources)}</p>")
     classes = [str(name) for name in fmt.as_list(report.get("class_names"))]
     if classes:
         parts.append(
@@ -205,6 +208,29 @@ def _summary_html(report: dict[str, Any]) -> str:
         parts.append(f"<p class='note'>{html.escape(str(note))}</p>")
     parts.append("</section>")
     return "".join(parts)
+
+
+#: The report's words for each key of ``human_label_sources``, in this order.
+SOURCE_WORDS = (
+    ("validation", "drawn at random (the validation sample)"),
+    ("query", "chosen by the query strategy"),
+    ("remaining", "left over in the last batch, which no test certified"),
+    ("gold", "gold items"),
+    ("other", "labeled without a task"),
+)
+
+
+def _sources_sentence(report: dict[str, Any]) -> str:
+    """Say how the items that humans labeled were chosen, or return ''."""
+    sources = fmt.as_dict(report.get("human_label_sources"))
+    phrases = [
+        f"{fmt.count(sources[key])} {words}"
+        for key, words in SOURCE_WORDS
+        if as_number(sources.get(key))
+    ]
+    if not phrases:
+        return ""
+    return "Human labels by how their items were chosen: " + "; ".join(phrases) + "."
 
 
 def _plain_guarantee(report: dict[str, Any]) -> str:

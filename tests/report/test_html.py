@@ -307,6 +307,27 @@ def test_page_shows_counters(tmp_path: Path) -> None:
         assert card.group(1) == f"{value:,}"
 
 
+def test_page_says_how_human_labeled_items_were_chosen(tmp_path: Path) -> None:
+    report = text_job_report()
+    report["human_label_sources"] = {
+        "validation": 700,
+        "query": 410,
+        "remaining": 100,
+        "gold": 0,
+    }
+    page = _page(report, tmp_path)
+
+    assert (
+        "Human labels by how their items were chosen: 700 drawn at random (the "
+        "validation sample); 410 chosen by the query strategy; 100 left over in "
+        "the last batch, which no test certified."
+    ) in page
+    assert "gold items" not in page
+
+    report["human_label_sources"] = {"validation": "many", "query": None}
+    assert "Human labels by how" not in _page(report, tmp_path)
+
+
 def test_page_escapes_user_text(tmp_path: Path) -> None:
     report = text_job_report()
     attack = "<script>alert(1)</script>"
