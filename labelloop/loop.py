@@ -76,12 +76,13 @@ RETUNE_GROWTH = 1.5
 
 #: Share of each later round's human batch drawn uniformly at random as new
 #: validation items, once a threshold has certified; the rest is chosen by the
-#: query strategy. Before that, whole batches are random. Under certified
-#: thresholds the draw includes machine-labeled items, the set the next test
-#: covers.
+#: query strategy. Before that, whole batches are random: querying half of them
+#: raised the human share of AG News jobs from 55.2% to 56.9%, because the first
+#: test then passed later. Under certified thresholds the draw includes
+#: machine-labeled items, the set the next test covers.
 VALIDATION_SHARE = 0.25
 
-#: Why a round posts every item still open: they fit in one human batch.
+#: The reason a round gives when it posts every open item as one human batch.
 REMAINING_REASON = "the remaining items fit in one human batch"
 
 
@@ -410,7 +411,7 @@ class LabelingLoop:
         plan = {
             "validation": len(validation),
             "query": len(query),
-            # The last batch holds whatever no test certified, not a choice.
+            # The last batch contains whatever no test certified, not a choice.
             "remaining": reason == REMAINING_REASON,
             "reason": reason,
         }
