@@ -82,9 +82,6 @@ RETUNE_GROWTH = 1.5
 #: machine-labeled items, the set the next test covers.
 VALIDATION_SHARE = 0.25
 
-#: The reason a round gives when it posts every open item as one human batch.
-REMAINING_REASON = "the remaining items fit in one human batch"
-
 
 @dataclass
 class RoundTimer:
@@ -353,6 +350,8 @@ class LabelingLoop:
         budget = self._human_budget_left()
         n_human = sum(1 for label in labels.values() if label.origin == "human")
         rng = self._rng(number, 1)
+        # True when the batch takes every open item: those no test certified.
+        remaining = False
         if number == 1 and self.automated:
             settings = self.config.automated_labeling
             if settings.validation_size is not None:
@@ -381,7 +380,8 @@ class LabelingLoop:
             elif size >= len(open_for_humans):
                 validation = np.array([], dtype=int)
                 query = open_for_humans
-                reason = REMAINING_REASON
+                remaining = True
+                reason = "the remaining items fit in one human batch"
             else:
                 certified = any(
                     previous.stats.get("machine_labeled")
@@ -411,8 +411,7 @@ class LabelingLoop:
         plan = {
             "validation": len(validation),
             "query": len(query),
-            # The last batch contains whatever no test certified, not a choice.
-            "remaining": reason == REMAINING_REASON,
+            "remaining": remaining,
             "reason": reason,
         }
         self.store.start_round(

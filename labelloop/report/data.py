@@ -50,10 +50,11 @@ def _human_label_sources(
 ) -> dict[str, int]:
     """Count human labels by how their items were sent to humans.
 
-    ``validation``: uniform random draws, which certify and train;
-    ``query``: chosen by the query strategy; ``remaining``: the last batch,
-    the items no test certified; ``gold``: items of known class that check
-    the workers. Items labeled without a task count as ``other``.
+    The keys: ``validation`` for uniform random draws, which certify and
+    train, ``query`` for items the query strategy chose, ``remaining`` for
+    the last batch of items no test certified, and ``gold`` for items of
+    known class that check the workers. Items labeled without a task count
+    as ``other``.
     """
     remaining_rounds = {
         row.number

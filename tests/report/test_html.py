@@ -307,7 +307,7 @@ def test_page_shows_counters(tmp_path: Path) -> None:
         assert card.group(1) == f"{value:,}"
 
 
-def test_page_says_how_human_labeled_items_were_chosen(tmp_path: Path) -> None:
+def test_page_shows_label_sources(tmp_path: Path) -> None:
     report = text_job_report()
     report["human_label_sources"] = {
         "validation": 700,
