@@ -566,6 +566,18 @@ class LabelingLoop:
         query_ids = np.array(
             sorted(i for i in human if purposes.get(i) != "validation"), dtype=int
         )
+        # Validation items whose tasks expired without a label stay in the
+        # sample as wrong machine labels. Dropping them would leave the items
+        # workers chose to answer, perhaps the easy ones, and the sample would
+        # no longer be uniform.
+        unanswered_ids = np.array(
+            sorted(
+                i
+                for i, purpose in purposes.items()
+                if purpose == "validation" and i in row and i not in human
+            ),
+            dtype=int,
+        )
         whole_set = self.certifies_whole_set
         # The pool is every item this round's threshold may machine-label:
         # with whole-set certification that includes the current machine
@@ -588,6 +600,7 @@ class LabelingLoop:
             "model_version": number,
             "human_labels_total": len(human),
             "validation_items": int(len(validation_ids)),
+            "unanswered_validation_items": int(len(unanswered_ids)),
             "query_items": int(len(query_ids)),
             "pool_items": int(len(pool_ids)),
             "machine_labeled": len(machine_before),
@@ -604,21 +617,34 @@ class LabelingLoop:
             self.store.finish_round(number, machine_labels=[], stats=stats)
             return stats
 
+        # No model trained on an unanswered item, so it is scored as the
+        # pool is, and it may be machine-labeled like any pool item.
+        scored_ids = np.concatenate([pool_ids, np.setdiff1d(unanswered_ids, pool_ids)])
         if self.fine_tuner is not None:
-            val_proba, pool_proba = self._fine_tuned_scores(
-                number, validation_ids, pool_ids, y_of, stats
+            val_proba, scored_proba = self._fine_tuned_scores(
+                number, validation_ids, scored_ids, y_of, stats
             )
         else:
-            val_proba, pool_proba = self._cross_fitted_scores(
-                number, validation_ids, query_ids, pool_ids, y_of, stats
+            val_proba, scored_proba = self._cross_fitted_scores(
+                number, validation_ids, query_ids, scored_ids, y_of, stats
             )
-
-        val_true = np.array([y_of[i] for i in validation_ids], dtype=int)
+        pool_proba = scored_proba[: len(pool_ids)]
+        if len(unanswered_ids):
+            position = {item_id: k for k, item_id in enumerate(scored_ids)}
+            val_proba = np.vstack(
+                [val_proba, scored_proba[[position[i] for i in unanswered_ids]]]
+            )
+        # A label no prediction matches makes each unanswered item an error.
+        val_true = np.array(
+            [y_of[i] for i in validation_ids] + [-1] * len(unanswered_ids), dtype=int
+        )
+        validation_ids = np.concatenate([validation_ids, unanswered_ids])
         val_pred = val_proba.argmax(axis=1)
         val_conf = val_proba.max(axis=1)
         val_correct = val_pred == val_true
+        answered = val_true >= 0
         stats["validation_accuracy"] = (
-            float(val_correct.mean()) if len(val_true) else None
+            float(val_correct[answered].mean()) if answered.any() else None
         )
 
         # Under whole-set certification every validation item represents the
@@ -753,6 +779,13 @@ class LabelingLoop:
             )
             reasons = [stats["stop_reason"], kept] if stats["stop_reason"] else [kept]
             stats["stop_reason"] = "; ".join(reasons)
+        if len(unanswered_ids):
+            note = (
+                f"{len(unanswered_ids)} validation items whose tasks expired "
+                "unanswered count as errors"
+            )
+            reason = stats["stop_reason"]
+            stats["stop_reason"] = f"{reason}; {note}" if reason else note
         self.store.finish_round(
             number,
             machine_labels=machine_labels,

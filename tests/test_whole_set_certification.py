@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from labelloop.config import load_job_config
+from labelloop.config import JobConfig, load_job_config
 from labelloop.importers import import_digits
+from labelloop.importers.common import TRUE_LABEL_KEY
 from labelloop.job import open_job
 from labelloop.loop import LabelingLoop
 from labelloop.report.data import build_report
@@ -27,6 +28,23 @@ def digits_slice(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return imported.manifest, folder / "class-labels.json"
 
 
+def _digits_job(
+    folder: Path, digits_slice: tuple[Path, Path], **fields: object
+) -> JobConfig:
+    """Write and load a job file on the digits slice with a simulated worker."""
+    manifest, categories = digits_slice
+    job_file = write_job(
+        folder,
+        task_type="image-classification",
+        features="image-mid",
+        label_category_file=str(categories),
+        input_manifest=str(manifest),
+        workforce={"type": "simulated", "error_rates": [0.0]},
+        **fields,
+    )
+    return load_job_config(job_file)
+
+
 def _after_round_one(
     folder: Path, digits_slice: tuple[Path, Path], *, method: str
 ) -> tuple[LabelingLoop, JobStore, set[int]]:
@@ -35,15 +53,10 @@ def _after_round_one(
     The first round is written by hand, so that the second round's draw can be
     checked against a machine-labeled set of known size.
     """
-    manifest, categories = digits_slice
-    job_file = write_job(
+    config = _digits_job(
         folder,
+        digits_slice,
         job_name="whole-set",
-        task_type="image-classification",
-        features="image-mid",
-        label_category_file=str(categories),
-        input_manifest=str(manifest),
-        workforce={"type": "simulated", "error_rates": [0.0]},
         human_batch_size=160,
         automated_labeling={
             "min_items": 100,
@@ -51,7 +64,6 @@ def _after_round_one(
             "threshold_method": method,
         },
     )
-    config = load_job_config(job_file)
     store = open_job(config)
     loop = LabelingLoop(config, store)
     ids = [item.id for item in store.items()]
@@ -142,3 +154,51 @@ def test_round_in_progress_shows_labels_in_force(round_one_job) -> None:
     ]
     assert [entry["machine_labeled"] for entry in report["rounds"]] == [250, 250]
     assert [row.stats["machine_labeled"] for row in history] == [250.0, 250.0]
+
+
+def test_unanswered_validation_items_count_as_errors(
+    tmp_path: Path, digits_slice: tuple[Path, Path]
+) -> None:
+    config = _digits_job(
+        tmp_path,
+        digits_slice,
+        job_name="unanswered",
+        automated_labeling={"min_items": 100, "validation_size": 300},
+    )
+    store = open_job(config)
+    try:
+        loop = LabelingLoop(config, store)
+        loop.plan_round(1)
+        tasks = store.tasks(round_number=1)
+        # Three tasks expire without an answer; the rest get the true label.
+        expired = {task.item_id: task.id for task in tasks[::100]}
+        class_of = {name: k for k, name in enumerate(config.label_categories)}
+        truth = {
+            item.id: class_of[item.record[TRUE_LABEL_KEY]] for item in store.items()
+        }
+        store.write_human_labels(
+            1,
+            [
+                (task.item_id, {"class": truth[task.item_id]}, 1.0)
+                for task in tasks
+                if task.item_id not in expired
+            ],
+            expired_task_ids=list(expired.values()),
+        )
+        stats = loop.train_and_label(1)
+        report = build_report(config, store, timing={})
+        human = {i for i, label in store.labels().items() if label.origin == "human"}
+    finally:
+        store.close()
+
+    assert stats["unanswered_validation_items"] == len(expired) == 3
+    assert stats["validation_items"] == 297
+    assert stats["machine_labeled"] > 0
+    # The threshold covers expired items, which only the unanswered count
+    # puts in the sample, and each of them is an error above it.
+    unanswered_above = set(stats["covered_validation_ids"]) & set(expired)
+    assert unanswered_above
+    assert stats["validation_errors_above_threshold"] >= len(unanswered_above)
+    assert "3 validation items whose tasks expired unanswered" in stats["stop_reason"]
+    assert not set(expired) & human
+    assert "expired unanswered counts as an error" in report["guarantee"]
