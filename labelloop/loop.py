@@ -26,11 +26,13 @@ from typing import Any
 import numpy as np
 
 from labelloop.certify import (
+    MIN_TEST_SHARE,
     ThresholdPlan,
     confidences_predict_pass,
     items_to_certify_at,
     plan_thresholds,
     round_delta,
+    scan_delta,
 )
 from labelloop.config import JobConfig
 from labelloop.consolidation import get_consolidator
@@ -663,20 +665,23 @@ class LabelingLoop:
         )
 
         settings = self.config.automated_labeling
-        # The error budget is split over the certification tests that ran,
-        # not over rounds: a round whose pilot predicts failure spends nothing.
-        test_number = 1 + sum(
-            1
+        budget = 1.0 - settings.confidence
+        scans = [
+            previous.stats
             for previous in self.store.rounds()
             if previous.number < number and previous.stats.get("certification_test")
-        )
-        delta = round_delta(1.0 - settings.confidence, test_number)
+        ]
+        test_number = 1 + len(scans)
         pool_pred = pool_proba.argmax(axis=1)
         pool_conf = pool_proba.max(axis=1)
         plan: ThresholdPlan
+        delta = 0.0
         if settings.threshold_method == "certified":
+            n_sample = int(eligible.sum())
             pilot: np.ndarray | None = None
+            delta = round_delta(budget, 1)
             if self.uses_pilot(number, val_conf[eligible], delta):
+                delta = self.scan_share(scans, n_sample, n_items=len(ids))
                 # The pilot chooses where the scan starts. It is drawn anew
                 # each round, so a pilot that looks clean by chance does not
                 # call for a failing test round after round.
@@ -686,18 +691,26 @@ class LabelingLoop:
                 )
                 stats["pilot_items"] = int(pilot.sum())
             stats["scan_start"] = "model confidences" if pilot is None else "pilot"
-            plan = plan_thresholds(
-                val_predicted=val_pred[eligible],
-                val_confidences=val_conf[eligible],
-                val_correct=val_correct[eligible],
-                pool_predicted=pool_pred,
-                pool_confidences=pool_conf,
-                n_classes=self.n_classes,
-                max_error=1.0 - settings.target_accuracy,
-                delta=delta,
-                mode=settings.threshold_mode,
-                val_pilot=pilot,
-            )
+            if delta == 0.0:
+                plan = ThresholdPlan.untested(
+                    self.n_classes,
+                    n_sample,
+                    f"not tested: {n_sample} validation items allow under "
+                    f"{MIN_TEST_SHARE:.0%} of the failure probability",
+                )
+            else:
+                plan = plan_thresholds(
+                    val_predicted=val_pred[eligible],
+                    val_confidences=val_conf[eligible],
+                    val_correct=val_correct[eligible],
+                    pool_predicted=pool_pred,
+                    pool_confidences=pool_conf,
+                    n_classes=self.n_classes,
+                    max_error=1.0 - settings.target_accuracy,
+                    delta=delta,
+                    mode=settings.threshold_mode,
+                    val_pilot=pilot,
+                )
         else:
             plan = reference_plan(
                 settings.threshold_method,
@@ -800,6 +813,26 @@ class LabelingLoop:
             plan.mode,
         )
         return stats
+
+    def scan_share(
+        self, scans: list[dict[str, Any]], n_sample: int, *, n_items: int
+    ) -> float:
+        """Return the failure probability of a scan with a pilot (see ``scan_delta``).
+
+        ``scans`` are the statistics of the job's earlier rounds that ran a
+        scan. Returns 0.0 when no scan has passed yet and the share would be
+        under ``MIN_TEST_SHARE`` of the budget, so that the round runs none.
+        """
+        budget = 1.0 - self.config.automated_labeling.confidence
+        earlier = [(r["delta"], bool(r.get("certified_items"))) for r in scans]
+        first = sum(
+            r["delta"] for r in scans if r["round"] == 1 and r["scan_start"] != "pilot"
+        )
+        share = scan_delta(
+            budget, earlier, n_validation=n_sample, n_items=n_items, first=first
+        )
+        passed = any(p for _, p in earlier)
+        return share if passed or share >= MIN_TEST_SHARE * budget else 0.0
 
     def uses_pilot(self, number: int, confidences: np.ndarray, delta: float) -> bool:
         """Return whether this round's scan sets a pilot aside to choose its start.

@@ -19,6 +19,7 @@ from labelloop.certify import (
     plan_thresholds,
     predicted_start,
     round_delta,
+    scan_delta,
 )
 
 from certify_support import ScoredPopulation
@@ -79,6 +80,54 @@ def test_round_delta_sums_below_delta() -> None:
     assert sum(shares) > 0.99 * delta
     assert all(later < earlier for earlier, later in pairwise(shares))
     assert all(share > 0 for share in shares)
+
+
+@pytest.mark.parametrize("first", [0.0, round_delta(0.05, 1)])
+@pytest.mark.parametrize("pass_at", [None, 3, 20])
+def test_scan_shares_never_exceed_delta(first: float, pass_at: int | None) -> None:
+    delta, n_items = 0.05, 7600
+    rng = np.random.default_rng(0)
+    sizes = np.cumsum(rng.integers(0, 400, size=40))
+    earlier: list[tuple[float, bool]] = [(first, False)] if first else []
+    for k, n in enumerate(sizes):
+        share = scan_delta(
+            delta, earlier, n_validation=int(n), n_items=n_items, first=first
+        )
+        assert share >= 0.0
+        earlier.append((share, k == pass_at))
+
+    spent = sum(share for share, _ in earlier)
+    assert spent <= delta
+    if pass_at is None:
+        # Before a pass, the total spent follows t^2 / (1 + t^2).
+        t2 = (sizes[-1] / 1140) ** 2
+        assert spent == pytest.approx(first + (delta - first) * t2 / (1 + t2))
+
+
+def test_scan_shares_grow_with_the_sample() -> None:
+    at_quarter = scan_delta(0.05, [], n_validation=285, n_items=7600)
+    at_full = scan_delta(0.05, [], n_validation=1140, n_items=7600)
+
+    assert at_quarter == pytest.approx(0.05 / 17)
+    assert at_full == pytest.approx(0.025)
+    # A failed scan spends only its own share, and the next gets the growth since.
+    after_fail = scan_delta(
+        0.05, [(at_quarter, False)], n_validation=1140, n_items=7600
+    )
+    assert after_fail == pytest.approx(at_full - at_quarter)
+
+
+def test_scans_after_a_pass_split_what_is_left() -> None:
+    earlier = [(0.01, False), (0.02, True)]
+    left = 0.05 - 0.03
+
+    assert scan_delta(0.05, earlier, n_validation=9000, n_items=7600) == (
+        pytest.approx(left * 6 / math.pi**2)
+    )
+    earlier.append((left * 6 / math.pi**2, False))
+    assert scan_delta(0.05, earlier, n_validation=9000, n_items=7600) == (
+        pytest.approx(left * 6 / (4 * math.pi**2))
+    )
 
 
 def test_fewer_than_min_items_uncertified() -> None:

@@ -202,3 +202,27 @@ def test_unanswered_validation_items_count_as_errors(
     assert "3 validation items whose tasks expired unanswered" in stats["stop_reason"]
     assert not set(expired) & human
     assert "expired unanswered counts as an error" in report["guarantee"]
+
+
+def test_small_sample_runs_no_scan(tmp_path: Path, digits_slice) -> None:
+    config = _digits_job(
+        tmp_path,
+        digits_slice,
+        job_name="small-sample",
+        automated_labeling={"min_items": 100, "validation_size": 20},
+    )
+    store = open_job(config)
+    try:
+        loop = LabelingLoop(config, store)
+        loop.plan_round(1)
+        loop.collect(1)
+        stats = loop.train_and_label(1)
+    finally:
+        store.close()
+
+    # 20 of 600 items may spend t^2 / (1 + t^2) of the budget, with t = 20 / 90:
+    # 4.7%.
+    assert stats["certification_test"] is None
+    assert stats["delta"] == 0.0
+    assert stats["machine_labeled"] == 0
+    assert "not tested: 20 validation items allow under 5%" in stats["stop_reason"]

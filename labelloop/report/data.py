@@ -7,6 +7,7 @@ from typing import Any
 
 from scipy.stats import beta
 
+from labelloop.certify import SPENDING_SHARE
 from labelloop.config import JobConfig, SimulatedWorkforce
 from labelloop.quality import answer_class
 from labelloop.store import JobStore
@@ -20,10 +21,14 @@ GUARANTEE = (
     "scored by models that did not train on them. A validation item whose task "
     "expired unanswered counts as an error. The machine labels in force are "
     "the set of one passing test. The rounds' scans split the {delta:.0%} failure "
-    "budget (the j-th scan gets 6/(pi^2 j^2) of it, rounds that run no scan spend "
-    "nothing), so every passing test is valid at once, whichever one certified the "
-    "final set. It assumes "
-    "that the validation sample is exchangeable with the machine-labeled items and "
+    "budget. A first-round scan started from the model's confidences gets 6/pi^2 "
+    "of it. Until a scan passes, each may bring the total spent up to that share, "
+    "if any, plus t^2/(1+t^2) of the rest, where t is the validation items over "
+    "{spending:.0%} of the items; after the first pass, the k-th scan gets "
+    "6/(pi^2 k^2) of what was left. Rounds that run no scan spend nothing, so the "
+    "total stays within the budget and every passing test is valid at once, "
+    "whichever one certified the final set. It assumes that the validation sample "
+    "is exchangeable with the machine-labeled items and "
     "that human labels are correct: label noise in the validation set counts "
     "human mistakes as machine errors or hides machine errors, so the bound holds "
     "against the human labels, and holds against the truth only as far as they do."
@@ -210,6 +215,7 @@ def build_report(
                 confidence=settings.confidence,
                 max_error=1 - settings.target_accuracy,
                 delta=delta,
+                spending=SPENDING_SHARE,
             )
             if certified
             else NO_GUARANTEE.format(method=settings.threshold_method)
