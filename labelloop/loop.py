@@ -844,8 +844,8 @@ class LabelingLoop:
         pass at all, and every validation item certifies. Later rounds use the
         pilot, because a model whose confidences first predict a pass after
         more labels can be overconfident just where it crossed the line. In a
-        TREC job they did so in round 4, and that scan failed and spent most of
-        the job's failure probability.
+        TREC job they did so in round 4, and that scan failed and spent its
+        share of the job's failure probability for nothing.
 
         A fine-tuned encoder always uses the pilot. It trains its loss to
         nearly zero on the first few hundred labels and is then confident on
