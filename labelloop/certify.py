@@ -105,11 +105,12 @@ def scan_delta(
     ``earlier`` contains ``(share, passed)`` for each scan the job ran, in order.
     ``first`` is the share of a first-round scan started from the model's
     confidences, 0 if none ran.
+
     Until a scan passes, scans spend by the evidence they have, as
-    group-sequential trials do: a scan on ``n_validation`` items may bring the
-    total spent up to ``first + (delta - first) t^2 / (1 + t^2)``, where ``t``
-    is ``n_validation`` over ``SPENDING_SHARE`` of ``n_items``, and gets what
-    earlier scans left of that. Early scans on small samples fail most often,
+    group-sequential trials do. A scan on ``n_validation`` items may bring the
+    total spent up to ``first + (delta - first) t^2 / (1 + t^2)``, with ``t``
+    the ratio of ``n_validation`` to ``SPENDING_SHARE`` of ``n_items``. It gets
+    what earlier scans left of that. Early scans on small samples fail most often,
     so they spend little. With the shares ``6 / (pi^2 j^2)`` instead, a failed
     first scan took 61% of the budget, and the next needed about 70% more
     certifying items.

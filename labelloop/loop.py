@@ -653,24 +653,18 @@ class LabelingLoop:
         # pool, machine-labeled items included. Otherwise validation items
         # that earlier rounds' thresholds covered represent items that are
         # already machine-labeled, so they leave the sample.
+        earlier = [r for r in self.store.rounds() if r.number < number]
         covered_before = set()
         if not whole_set:
-            for previous in self.store.rounds():
-                if previous.number < number:
-                    covered_before.update(
-                        previous.stats.get("covered_validation_ids", [])
-                    )
+            for previous in earlier:
+                covered_before.update(previous.stats.get("covered_validation_ids", []))
         eligible = np.array(
             [i not in covered_before for i in validation_ids], dtype=bool
         )
 
         settings = self.config.automated_labeling
         budget = 1.0 - settings.confidence
-        scans = [
-            previous.stats
-            for previous in self.store.rounds()
-            if previous.number < number and previous.stats.get("certification_test")
-        ]
+        scans = [r.stats for r in earlier if r.stats.get("certification_test")]
         test_number = 1 + len(scans)
         pool_pred = pool_proba.argmax(axis=1)
         pool_conf = pool_proba.max(axis=1)

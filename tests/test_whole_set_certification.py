@@ -45,6 +45,26 @@ def _digits_job(
     return load_job_config(job_file)
 
 
+def _planned_first_round(
+    folder: Path,
+    digits_slice: tuple[Path, Path],
+    *,
+    job_name: str,
+    validation_size: int,
+) -> tuple[JobConfig, JobStore, LabelingLoop]:
+    """Open a digits job whose first round has posted its validation tasks."""
+    config = _digits_job(
+        folder,
+        digits_slice,
+        job_name=job_name,
+        automated_labeling={"min_items": 100, "validation_size": validation_size},
+    )
+    store = open_job(config)
+    loop = LabelingLoop(config, store)
+    loop.plan_round(1)
+    return config, store, loop
+
+
 def _after_round_one(
     folder: Path, digits_slice: tuple[Path, Path], *, method: str
 ) -> tuple[LabelingLoop, JobStore, set[int]]:
@@ -159,18 +179,12 @@ def test_round_in_progress_shows_labels_in_force(round_one_job) -> None:
 def test_unanswered_validation_items_count_as_errors(
     tmp_path: Path, digits_slice: tuple[Path, Path]
 ) -> None:
-    config = _digits_job(
-        tmp_path,
-        digits_slice,
-        job_name="unanswered",
-        automated_labeling={"min_items": 100, "validation_size": 300},
+    config, store, loop = _planned_first_round(
+        tmp_path, digits_slice, job_name="unanswered", validation_size=300
     )
-    store = open_job(config)
     try:
-        loop = LabelingLoop(config, store)
-        loop.plan_round(1)
         tasks = store.tasks(round_number=1)
-        # Three tasks expire without an answer; the rest get the true label.
+        # Three tasks expire unanswered, and the rest get the true label.
         expired = {task.item_id: task.id for task in tasks[::100]}
         class_of = {name: k for k, name in enumerate(config.label_categories)}
         truth = {
@@ -205,16 +219,10 @@ def test_unanswered_validation_items_count_as_errors(
 
 
 def test_small_sample_runs_no_scan(tmp_path: Path, digits_slice) -> None:
-    config = _digits_job(
-        tmp_path,
-        digits_slice,
-        job_name="small-sample",
-        automated_labeling={"min_items": 100, "validation_size": 20},
+    _, store, loop = _planned_first_round(
+        tmp_path, digits_slice, job_name="small-sample", validation_size=20
     )
-    store = open_job(config)
     try:
-        loop = LabelingLoop(config, store)
-        loop.plan_round(1)
         loop.collect(1)
         stats = loop.train_and_label(1)
     finally:
