@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import reprlib
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -33,7 +33,7 @@ LABEL_CATEGORY_DOCUMENT_VERSION = "2018-11-28"
 MIN_ITEMS_FOR_AUTOMATED_LABELING = 1250
 
 
-class TaskType(str, Enum):
+class TaskType(StrEnum):
     """Kinds of labeling task; detection and segmentation are reserved names."""
 
     IMAGE_CLASSIFICATION = "image-classification"

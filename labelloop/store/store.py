@@ -596,7 +596,7 @@ class JobStore:
     def features(
         self, extractor: str, item_ids: Sequence[int]
     ) -> dict[int, np.ndarray]:
-        """Return the cached vectors of ``extractor`` for those ``item_ids`` with one."""
+        """Return the cached vectors of ``extractor`` for the ``item_ids`` with one."""
         found: dict[int, np.ndarray] = {}
         wanted = [int(i) for i in item_ids]
         with self.session() as session:

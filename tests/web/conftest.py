@@ -6,10 +6,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from web_support import Job, LiveServer, build_job
 
 from labelloop.data import data_dir
 from labelloop.web import create_app
+
+from web_support import Job, LiveServer, build_job
 
 
 @pytest.fixture(scope="session")

@@ -16,11 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import select, text, update
-from web_support import Job, LiveServer, build_job, login
 
 from labelloop.store.schema import Answer, Assignment, Worker, utcnow
 from labelloop.web import add_worker, deactivate_worker, issue_admin_token
 from labelloop.web.tables import AdminToken, WebSession
+
+from web_support import Job, LiveServer, build_job, login
 
 ADMIN_ENDPOINTS = ["/api/admin/summary", "/api/admin/rounds", "/api/admin/workers"]
 

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from web_support import Job, build_job
 
 from labelloop.store.schema import Answer, Assignment, Task, utcnow
 from labelloop.web import add_worker
 from labelloop.web.errors import WebRequestError
 from labelloop.web.queue import EXPIRED, TaskQueue
+
+from web_support import Job, build_job
 
 
 def make_queue(job: Job, *, time_limit: float = 60.0) -> TaskQueue:
