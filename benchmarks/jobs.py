@@ -10,6 +10,7 @@ and runs the rest.
 Usage::
 
     python benchmarks/jobs.py --datasets mnist cifar10 ag_news --seeds 1
+    python benchmarks/jobs.py --datasets trec --seeds 5 --first-seed 5
 """
 
 from __future__ import annotations
@@ -455,7 +456,13 @@ def main(argv: list[str] | None = None) -> int:
         help="Labeling methods to compare on the same data and seeds.",
     )
     parser.add_argument(
-        "--seeds", type=int, default=1, help="Seeds per dataset (0, 1, ...)."
+        "--seeds", type=int, default=1, help="Seeds per dataset, from --first-seed."
+    )
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="Seed to count from, to run or extend a range of seeds.",
     )
     parser.add_argument(
         "--limit", type=int, default=None, help="Items per dataset (default: all)."
@@ -503,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
             ):
                 print(f"skipping {method} on {dataset}: it fine-tunes a text encoder")
                 continue
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 job_file = prepare(
                     dataset, seed, method=method, limit=args.limit, target=args.target
                 )
