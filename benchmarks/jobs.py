@@ -462,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         "--first-seed",
         type=int,
         default=0,
-        help="Seed to count from, to run or extend a range of seeds.",
+        help="First seed to run; later seeds count up from it (default 0).",
     )
     parser.add_argument(
         "--limit", type=int, default=None, help="Items per dataset (default: all)."
