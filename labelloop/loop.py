@@ -301,11 +301,31 @@ class LabelingLoop:
             dtype=int,
         )
 
+    def _expired_validation_ids(self, labels: dict[int, Any]) -> list[int]:
+        """Return the validation items whose task expired without a human label.
+
+        They come in the order they were first posted. Items with a human label
+        (an expired task's answers may be enough for one) and items that failed
+        since are left out.
+        """
+        valid = {item.id for item in self.store.items()}
+        return [
+            task.item_id
+            for task in self.store.tasks(status="expired")
+            if task.purpose == "validation"
+            and task.item_id in valid
+            and (task.item_id not in labels or labels[task.item_id].origin != "human")
+        ]
+
     def _human_budget_left(self) -> int:
         limit = self.config.stopping_conditions.max_human_labeled_object_count
-        posted = len(self.store.tasks())
         if limit is None:
             return len(self.store.items())
+        # A task posted again keeps its one row, so the rounds' plans count it.
+        posted = len(self.store.tasks()) + sum(
+            int((row.stats.get("plan") or {}).get("reposted_validation") or 0)
+            for row in self.store.rounds()
+        )
         return max(0, limit - posted)
 
     # Round states
@@ -341,6 +361,8 @@ class LabelingLoop:
             else open_for_humans
         )
 
+        # Items posted again do not keep a job going, so a job ends even when
+        # no worker ever answers an item.
         stop = self.stop_reason(
             n_items=n_items, n_labeled=len(labels), n_open=len(open_for_humans)
         )
@@ -350,6 +372,11 @@ class LabelingLoop:
             return False
 
         budget = self._human_budget_left()
+        # An expired validation item counts as an error until a human labels
+        # it, so it goes out again before any new draw and spends budget too.
+        expired = self._expired_validation_ids(labels)
+        reposted = np.array(expired[:budget], dtype=int)
+        budget -= len(reposted)
         n_human = sum(1 for label in labels.values() if label.origin == "human")
         rng = self._rng(number, 1)
         # True when the batch takes every open item: those no test certified.
@@ -410,9 +437,21 @@ class LabelingLoop:
                         "because certifying needs more validation items"
                     )
 
+        if len(reposted) < len(expired):
+            reason += (
+                f"; {len(reposted)} of the {len(expired)} validation items whose "
+                "tasks expired unanswered are posted again, as many as the human "
+                "budget allows"
+            )
+        elif len(reposted):
+            reason += (
+                f"; {len(reposted)} validation items whose tasks expired unanswered "
+                "are posted again"
+            )
         plan = {
-            "validation": len(validation),
+            "validation": len(reposted) + len(validation),
             "query": len(query),
+            "reposted_validation": len(reposted),
             "remaining": remaining,
             "reason": reason,
         }
@@ -421,11 +460,12 @@ class LabelingLoop:
             validation_ids=[int(i) for i in validation],
             query_ids=[int(i) for i in query],
             plan=plan,
+            reposted_ids=[int(i) for i in reposted],
         )
         logger.info(
             "round %s: posted %s tasks (%s)",
             number,
-            len(validation) + len(query),
+            len(reposted) + len(validation) + len(query),
             reason,
         )
         return True

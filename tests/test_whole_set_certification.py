@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -63,6 +64,24 @@ def _planned_first_round(
     loop = LabelingLoop(config, store)
     loop.plan_round(1)
     return config, store, loop
+
+
+def _answer_all_but(
+    config: JobConfig, store: JobStore, number: int, expired: set[int]
+) -> None:
+    """Close a round: the tasks of ``expired`` expire, the rest get true labels."""
+    class_of = {name: k for k, name in enumerate(config.label_categories)}
+    truth = {item.id: class_of[item.record[TRUE_LABEL_KEY]] for item in store.items()}
+    tasks = store.tasks(round_number=number)
+    store.write_human_labels(
+        number,
+        [
+            (task.item_id, {"class": truth[task.item_id]}, 1.0)
+            for task in tasks
+            if task.item_id not in expired
+        ],
+        expired_task_ids=[task.id for task in tasks if task.item_id in expired],
+    )
 
 
 def _after_round_one(
@@ -183,22 +202,9 @@ def test_unanswered_validation_items_count_as_errors(
         tmp_path, digits_slice, job_name="unanswered", validation_size=300
     )
     try:
-        tasks = store.tasks(round_number=1)
         # Three tasks expire unanswered, and the rest get the true label.
-        expired = {task.item_id: task.id for task in tasks[::100]}
-        class_of = {name: k for k, name in enumerate(config.label_categories)}
-        truth = {
-            item.id: class_of[item.record[TRUE_LABEL_KEY]] for item in store.items()
-        }
-        store.write_human_labels(
-            1,
-            [
-                (task.item_id, {"class": truth[task.item_id]}, 1.0)
-                for task in tasks
-                if task.item_id not in expired
-            ],
-            expired_task_ids=list(expired.values()),
-        )
+        expired = {task.item_id for task in store.tasks(round_number=1)[::100]}
+        _answer_all_but(config, store, 1, expired)
         stats = loop.train_and_label(1)
         report = build_report(config, store, timing={})
         human = {i for i, label in store.labels().items() if label.origin == "human"}
@@ -214,8 +220,99 @@ def test_unanswered_validation_items_count_as_errors(
     assert unanswered_above
     assert stats["validation_errors_above_threshold"] >= len(unanswered_above)
     assert "3 validation items whose tasks expired unanswered" in stats["stop_reason"]
-    assert not set(expired) & human
+    assert not expired & human
     assert "expired unanswered counts as an error" in report["guarantee"]
+
+
+def test_expired_validation_items_posted_again(
+    tmp_path: Path, digits_slice: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    config, store, loop = _planned_first_round(
+        tmp_path, digits_slice, job_name="posted-again", validation_size=300
+    )
+    try:
+        expired = [task.item_id for task in store.tasks(round_number=1)[::60]]
+        _answer_all_but(config, store, 1, set(expired))
+        first = loop.train_and_label(1)
+        with caplog.at_level(logging.INFO, logger="labelloop.loop"):
+            assert loop.plan_round(2)
+        posted = store.tasks(round_number=2)
+        plan = store.rounds()[1].stats["plan"]
+        # The simulated worker answers every task of the round.
+        loop.collect(2)
+        second = loop.train_and_label(2)
+        labels = store.labels()
+        truth = {
+            item.id: config.label_categories.index(item.record[TRUE_LABEL_KEY])
+            for item in store.items()
+        }
+    finally:
+        store.close()
+
+    assert len(expired) == 5
+    assert first["unanswered_validation_items"] == 5
+    # They go out first, as validation tasks, and no new draw repeats them.
+    assert [task.item_id for task in posted[:5]] == expired
+    assert {task.purpose for task in posted[:5]} == {"validation"}
+    assert not set(expired) & {task.item_id for task in posted[5:]}
+    assert plan["reposted_validation"] == 5
+    assert len(posted) == plan["validation"] + plan["query"]
+    expected = "5 validation items whose tasks expired unanswered are posted again"
+    assert expected in plan["reason"]
+    assert any(expected in record.getMessage() for record in caplog.records)
+    # Answered now, they count with their human labels instead of as errors.
+    assert all(labels[i].origin == "human" for i in expired)
+    assert all(labels[i].value["class"] == truth[i] for i in expired)
+    assert second["unanswered_validation_items"] == 0
+    assert second["validation_items"] == 295 + plan["validation"]
+    assert "expired unanswered" not in second["stop_reason"]
+
+
+def test_reposts_spend_human_budget(
+    tmp_path: Path, digits_slice: tuple[Path, Path]
+) -> None:
+    config = _digits_job(
+        tmp_path,
+        digits_slice,
+        job_name="posted-again-budget",
+        stopping_conditions={"max_human_labeled_object_count": 103},
+        automated_labeling={"min_items": 100, "validation_size": 100},
+    )
+    store = open_job(config)
+    try:
+        loop = LabelingLoop(config, store)
+        loop.plan_round(1)
+        expired = [task.item_id for task in store.tasks(round_number=1)[::20]]
+        _answer_all_but(config, store, 1, set(expired))
+        loop.train_and_label(1)
+        assert loop.plan_round(2)
+        posted = store.tasks(round_number=2)
+        plan = store.rounds()[1].stats["plan"]
+        # The items posted again expire again.
+        _answer_all_but(config, store, 2, set(expired))
+        second = loop.train_and_label(2)
+        goes_on = loop.plan_round(3)
+        stop = store.events("job-stop")
+    finally:
+        store.close()
+
+    # 100 tasks of round 1 leave 3 of the budget of 103, for 3 of the 5 items
+    # and no new draw.
+    assert len(expired) == 5
+    assert [task.item_id for task in posted] == expired[:3]
+    assert {task.purpose for task in posted} == {"validation"}
+    assert plan["reposted_validation"] == 3
+    assert plan["validation"] == 3
+    assert plan["query"] == 0
+    assert (
+        "3 of the 5 validation items whose tasks expired unanswered are posted "
+        "again, as many as the human budget allows"
+    ) in plan["reason"]
+    # Until a human labels them, all five count as errors.
+    assert second["unanswered_validation_items"] == 5
+    assert "5 validation items whose tasks expired" in second["stop_reason"]
+    assert not goes_on
+    assert "max_human_labeled_object_count=103 is spent" in stop[-1].message
 
 
 def test_small_sample_runs_no_scan(tmp_path: Path, digits_slice) -> None:

@@ -576,12 +576,50 @@ class JobStore:
         validation_ids: Sequence[int],
         query_ids: Sequence[int],
         plan: dict[str, Any],
+        reposted_ids: Sequence[int] = (),
     ) -> None:
-        """Open a round and post its tasks in one transaction."""
+        """Open a round and post its tasks in one transaction.
+
+        An item has one task, so the expired tasks of ``reposted_ids`` move to
+        this round and open again, as if posted now. Their earlier rounds are
+        kept in a ``tasks-reposted`` event.
+
+        Raises
+        ------
+        ValueError
+            If an item of ``reposted_ids`` has no expired task; nothing is
+            written then.
+        """
         with self.session() as session:
             session.add(
                 Round(number=round_number, status="collecting", stats={"plan": plan})
             )
+            earlier_rounds = []
+            for item_id in reposted_ids:
+                task = session.scalar(select(Task).where(Task.item_id == int(item_id)))
+                if task is None or task.status != "expired":
+                    raise ValueError(
+                        f"item {item_id} has no expired task to post again"
+                    )
+                earlier_rounds.append(task.round)
+                task.round = round_number
+                task.status = "open"
+                task.created_at = utcnow()
+            if reposted_ids:
+                session.add(
+                    Event(
+                        kind="tasks-reposted",
+                        message=(
+                            f"round {round_number}: {len(reposted_ids)} expired "
+                            "tasks posted again"
+                        ),
+                        data={
+                            "round": round_number,
+                            "item_ids": [int(i) for i in reposted_ids],
+                            "earlier_rounds": earlier_rounds,
+                        },
+                    )
+                )
             for item_id in validation_ids:
                 session.add(
                     Task(item_id=int(item_id), round=round_number, purpose="validation")

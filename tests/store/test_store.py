@@ -135,6 +135,38 @@ def test_start_round_posts_tasks(store: JobStore) -> None:
     ]
 
 
+def test_start_round_reposts_expired_tasks(store: JobStore) -> None:
+    ids = item_ids(store)
+    store.start_round(1, validation_ids=ids[:2], query_ids=[], plan={})
+    (expired, answered) = store.tasks(round_number=1)
+    store.write_human_labels(
+        1, [(ids[1], {"class": 0}, 1.0)], expired_task_ids=[expired.id]
+    )
+
+    # A task that did not expire cannot be posted again, and the round
+    # that requests it is not opened.
+    with pytest.raises(ValueError, match=f"item {ids[1]} has no expired task"):
+        store.start_round(
+            2, validation_ids=[], query_ids=[], plan={}, reposted_ids=[ids[1]]
+        )
+    assert [row.number for row in store.rounds()] == [1]
+
+    store.start_round(
+        2, validation_ids=ids[2:3], query_ids=[], plan={}, reposted_ids=[ids[0]]
+    )
+    tasks = store.tasks()
+    (event,) = store.events("tasks-reposted")
+
+    # The item keeps its one task, now open in round 2 and posted anew.
+    assert [(t.id, t.item_id, t.round, t.status) for t in tasks] == [
+        (expired.id, ids[0], 2, "open"),
+        (answered.id, ids[1], 1, "complete"),
+        (tasks[2].id, ids[2], 2, "open"),
+    ]
+    assert tasks[0].created_at > expired.created_at
+    assert event.data == {"round": 2, "item_ids": [ids[0]], "earlier_rounds": [1]}
+
+
 def test_add_answers_skips_duplicates(store: JobStore) -> None:
     ids = item_ids(store)
     store.ensure_worker("w1", kind="simulated")

@@ -157,6 +157,89 @@ def test_expired_tasks_counted_in_report(tmp_path: Path, shared_data: Path) -> N
         )
 
 
+@pytest.mark.slow
+def test_expired_validation_task_answered_later(
+    tmp_path: Path, shared_data: Path
+) -> None:
+    imported = import_ag_news(tmp_path / "import", limit=N_ITEMS, seed=5)
+    web_loop = start_web_loop(
+        tmp_path,
+        imported,
+        job_name="web-posted-again",
+        task_type=TaskType.TEXT_CLASSIFICATION,
+        attribute="topic",
+        poll_seconds=0.1,
+        human_batch_size=N_ITEMS // 2,
+        task_availability_lifetime_seconds=LIFETIME_SECONDS,
+    )
+    config, store, server = web_loop.config, web_loop.store, web_loop.server
+    try:
+        wait_until(
+            lambda: len(store.tasks()) == N_ITEMS // 2,
+            timeout=LOOP_TIMEOUT_SECONDS,
+            message="the loop did not post round 1",
+        )
+        alice = login(server, store, "alice")
+        bob = login(server, store, "bob")
+        labels = Labels(list(config.label_categories))
+        for _ in range(N_ITEMS // 2 - 1):
+            assert answer_next(alice, labels) is not None
+            assert answer_next(bob, labels) is not None
+        answered = {answer.task_id for answer in store.answers()}
+        (unanswered,) = [task for task in store.tasks() if task.id not in answered]
+
+        # The availability lifetime of round 1 passes with one task unanswered.
+        with store.session() as session:
+            session.execute(
+                update(Task).values(
+                    created_at=utcnow() - timedelta(seconds=LIFETIME_SECONDS + 1)
+                )
+            )
+        wait_until(
+            lambda: len(store.rounds()) == 2,
+            timeout=LOOP_TIMEOUT_SECONDS,
+            message="the loop did not post round 2",
+        )
+        first_offered = answer_next(alice, labels)
+        deadline = time.monotonic() + LOOP_TIMEOUT_SECONDS
+        while web_loop.thread.is_alive():
+            assert time.monotonic() < deadline, "the loop did not finish"
+            if [answer_next(alice, labels), answer_next(bob, labels)] == [None, None]:
+                time.sleep(0.2)
+        assert web_loop.failures == []
+    finally:
+        server.stop()
+
+    report = json.loads((config.output_path / "report" / "report.json").read_text())
+    records = output_records(config.output_path)
+    tasks = store.tasks()
+    rounds = store.rounds()
+    store.close()
+
+    assert first_offered is not None
+    assert first_offered["item_id"] == unanswered.item_id
+    posted_again = next(task for task in tasks if task.id == unanswered.id)
+    assert posted_again.round == 2
+    assert posted_again.status == "complete"
+    assert posted_again.purpose == "validation"
+    assert [task.status for task in tasks] == ["complete"] * N_ITEMS
+    plan = rounds[1].stats["plan"]
+    assert plan["reposted_validation"] == 1
+    assert plan["validation"] == N_ITEMS // 2 + 1
+    assert (
+        "1 validation items whose tasks expired unanswered are posted again"
+        in plan["reason"]
+    )
+    assert report["counters"]["HumanLabeled"] == N_ITEMS
+    assert report["counters"]["Unlabeled"] == 0
+    assert len(records) == N_ITEMS
+    for record in records:
+        assert record["topic-metadata"]["human-annotated"] == "yes"
+        assert (
+            record["topic-metadata"]["class-name"] == labels.by_text[record["source"]]
+        )
+
+
 def labelloop_command() -> list[str]:
     """Return the ``labelloop`` command of the Python that runs the tests."""
     script = Path(sys.executable).with_name("labelloop")
