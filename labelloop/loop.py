@@ -317,14 +317,38 @@ class LabelingLoop:
             and (task.item_id not in labels or labels[task.item_id].origin != "human")
         ]
 
+    def _returning_query_ids(self, labels: dict[int, Any]) -> set[int]:
+        """Return the query items whose task expired unlabeled and may go out again.
+
+        An item goes back to humans once, so items whose task was posted again
+        already are left out, and so are failed items. One more try covers a
+        task that expired while no worker was around, even in the last batch,
+        while an item that workers keep skipping cannot hold a job open.
+        """
+        valid = {item.id for item in self.store.items()}
+        posted_again = {
+            int(item_id)
+            for event in self.store.events("tasks-reposted")
+            for item_id in (event.data or {}).get("item_ids", [])
+        }
+        return {
+            task.item_id
+            for task in self.store.tasks(status="expired")
+            if task.purpose == "query"
+            and task.item_id in valid
+            and task.item_id not in labels
+            and task.item_id not in posted_again
+        }
+
     def _human_budget_left(self) -> int:
         limit = self.config.stopping_conditions.max_human_labeled_object_count
         if limit is None:
             return len(self.store.items())
         # A task posted again keeps its one row, so the rounds' plans count it.
         posted = len(self.store.tasks()) + sum(
-            int((row.stats.get("plan") or {}).get("reposted_validation") or 0)
-            for row in self.store.rounds()
+            int(plan.get("reposted_validation") or 0)
+            + int(plan.get("reposted_query") or 0)
+            for plan in (row.stats.get("plan") or {} for row in self.store.rounds())
         )
         return max(0, limit - posted)
 
@@ -336,12 +360,26 @@ class LabelingLoop:
         n_items = len(items)
         labels = self.store.labels()
         tasked = {task.item_id for task in self.store.tasks()}
-        open_for_humans = np.array(
+        # Query items whose task expired unlabeled are open again, but never as
+        # validation items, because the strategy chose them and the validation
+        # sample must be a uniform draw.
+        returning = self._returning_query_ids(labels)
+        never_tasked = np.array(
             [
                 item.id
                 for item in items
                 if item.id not in labels and item.id not in tasked
-            ]
+            ],
+            dtype=int,
+        )
+        open_for_humans = np.array(
+            [
+                item.id
+                for item in items
+                if item.id not in labels
+                and (item.id not in tasked or item.id in returning)
+            ],
+            dtype=int,
         )
         # Machine labels of a certified job are provisional: the next test
         # covers them again, so validation items are drawn from them too.
@@ -355,14 +393,18 @@ class LabelingLoop:
                     for item in items
                     if item.id not in tasked
                     and (item.id not in labels or labels[item.id].origin != "human")
-                ]
+                ],
+                dtype=int,
             )
             if self.certifies_whole_set
-            else open_for_humans
+            else never_tasked
         )
 
-        # Items posted again do not keep a job going, so a job ends even when
-        # no worker ever answers an item.
+        # A job ends even when no worker ever answers an item. Expired
+        # validation items do not count as open, and an expired query item
+        # counts only until it has been posted again once. So each round that
+        # goes on posts an open item that no later round posts again, unless
+        # reposted validation items take the rest of a limited human budget.
         stop = self.stop_reason(
             n_items=n_items, n_labeled=len(labels), n_open=len(open_for_humans)
         )
@@ -392,8 +434,8 @@ class LabelingLoop:
                     max_error=1.0 - settings.target_accuracy,
                     confidence=settings.confidence,
                 )
-            size = min(size, budget, len(open_for_humans))
-            validation = rng.choice(open_for_humans, size=size, replace=False)
+            size = min(size, budget, len(never_tasked))
+            validation = rng.choice(never_tasked, size=size, replace=False)
             query: np.ndarray = np.array([], dtype=int)
             reason = (
                 f"first round: a uniform random sample of {size} becomes the "
@@ -403,8 +445,11 @@ class LabelingLoop:
             size = self.config.human_batch_size or default_batch_size(n_items, n_human)
             size = min(size, budget, len(open_for_humans))
             if not self.automated:
-                validation = rng.choice(open_for_humans, size=size, replace=False)
-                query = np.array([], dtype=int)
+                chosen = rng.choice(open_for_humans, size=size, replace=False)
+                validation = np.array(
+                    [i for i in chosen if int(i) not in returning], dtype=int
+                )
+                query = np.array([i for i in chosen if int(i) in returning], dtype=int)
                 reason = "humans label every item: automated labeling is off"
             elif size >= len(open_for_humans):
                 validation = np.array([], dtype=int)
@@ -417,7 +462,7 @@ class LabelingLoop:
                     for previous in self.store.rounds()
                 )
                 share = VALIDATION_SHARE if certified else 1.0
-                n_validation = int(round(share * size))
+                n_validation = min(int(round(share * size)), len(open_for_validation))
                 validation = rng.choice(
                     open_for_validation, size=n_validation, replace=False
                 )
@@ -437,30 +482,41 @@ class LabelingLoop:
                         "because certifying needs more validation items"
                     )
 
+        # An expired query item that the strategy or the remaining batch chose
+        # keeps its one task, which opens again as a query task.
+        reposted_query = [int(i) for i in query if int(i) in returning]
         if len(reposted) < len(expired):
+            verb = "is" if len(reposted) == 1 else "are"
             reason += (
                 f"; {len(reposted)} of the {len(expired)} validation items whose "
-                "tasks expired unanswered are posted again, as many as the human "
-                "budget allows"
+                f"tasks expired unanswered {verb} posted again, as many as the "
+                "human budget allows"
             )
         elif len(reposted):
             reason += (
-                f"; {len(reposted)} validation items whose tasks expired unanswered "
-                "are posted again"
+                f"; {_expired_items(len(reposted), 'validation')} "
+                f"{'is' if len(reposted) == 1 else 'are'} posted again"
+            )
+        if reposted_query:
+            reason += (
+                f"; {_expired_items(len(reposted_query), 'query')} "
+                f"{'is' if len(reposted_query) == 1 else 'are'} posted again"
             )
         plan = {
             "validation": len(reposted) + len(validation),
             "query": len(query),
             "reposted_validation": len(reposted),
+            "reposted_query": len(reposted_query),
             "remaining": remaining,
             "reason": reason,
         }
         self.store.start_round(
             number,
             validation_ids=[int(i) for i in validation],
-            query_ids=[int(i) for i in query],
+            query_ids=[int(i) for i in query if int(i) not in returning],
             plan=plan,
             reposted_ids=[int(i) for i in reposted],
+            reposted_query_ids=reposted_query,
         )
         logger.info(
             "round %s: posted %s tasks (%s)",
@@ -827,9 +883,8 @@ class LabelingLoop:
             reasons = [stats["stop_reason"], kept] if stats["stop_reason"] else [kept]
             stats["stop_reason"] = "; ".join(reasons)
         if len(unanswered_ids):
-            note = (
-                f"{len(unanswered_ids)} validation items whose tasks expired "
-                "unanswered count as errors"
+            note = f"{_expired_items(len(unanswered_ids), 'validation')} " + (
+                "counts as an error" if len(unanswered_ids) == 1 else "count as errors"
             )
             reason = stats["stop_reason"]
             stats["stop_reason"] = f"{reason}; {note}" if reason else note
@@ -1149,6 +1204,13 @@ class LabelingLoop:
             raise RuntimeError(
                 f"round {current.number} has unknown status {current.status!r}"
             )
+
+
+def _expired_items(count: int, purpose: str) -> str:
+    """Return "<count> <purpose> item(s) whose task(s) expired unanswered"."""
+    if count == 1:
+        return f"1 {purpose} item whose task expired unanswered"
+    return f"{count} {purpose} items whose tasks expired unanswered"
 
 
 def _summary_threshold(plan: ThresholdPlan) -> float | None:

@@ -85,18 +85,25 @@ def _answer_all_but(
 
 
 def _after_round_one(
-    folder: Path, digits_slice: tuple[Path, Path], *, method: str
+    folder: Path,
+    digits_slice: tuple[Path, Path],
+    *,
+    method: str,
+    human_batch_size: int = 160,
+    **fields: object,
 ) -> tuple[LabelingLoop, JobStore, set[int]]:
     """Open a job whose first round labeled 100 items and machine-labeled 250.
 
     The first round is written by hand, so that the second round's draw can be
-    checked against a machine-labeled set of known size.
+    checked against a machine-labeled set of known size. ``fields`` sets
+    further job file fields.
     """
     config = _digits_job(
         folder,
         digits_slice,
         job_name="whole-set",
-        human_batch_size=160,
+        human_batch_size=human_batch_size,
+        **fields,
         automated_labeling={
             "min_items": 100,
             "validation_size": 100,
@@ -313,6 +320,111 @@ def test_reposts_spend_human_budget(
     assert "5 validation items whose tasks expired" in second["stop_reason"]
     assert not goes_on
     assert "max_human_labeled_object_count=103 is spent" in stop[-1].message
+
+
+def test_expired_query_items_chosen_again(
+    tmp_path: Path, digits_slice: tuple[Path, Path]
+) -> None:
+    loop, store, _ = _after_round_one(
+        tmp_path,
+        digits_slice,
+        method="certified",
+        stopping_conditions={"max_human_labeled_object_count": 330},
+    )
+    try:
+        assert loop.plan_round(2)
+        second = store.tasks(round_number=2)
+        # Every task of round 2 expires unanswered, so round 3 trains on the
+        # same human labels and the strategy ranks the items as it did then.
+        store.write_human_labels(2, [], expired_task_ids=[t.id for t in second])
+        store.finish_round(2, machine_labels=[], stats={})
+        assert loop.plan_round(3)
+        third = store.tasks(round_number=3)
+        plan = store.rounds()[2].stats["plan"]
+        (event,) = store.events("tasks-reposted")
+        budget_left = loop._human_budget_left()
+        goes_on = loop.plan_round(4)
+        stop = store.events("job-stop")
+    finally:
+        store.close()
+
+    first_query_tasks = {t.item_id: t.id for t in second if t.purpose == "query"}
+    validation_items = {t.item_id for t in third if t.purpose == "validation"}
+    query_tasks = [t for t in third if t.purpose == "query"]
+    reposted = [t for t in query_tasks if t.item_id in first_query_tasks]
+    assert len(first_query_tasks) == 120
+    # Round 3 has a budget of 330 - 260 = 70: the 40 expired validation
+    # items, then 8 new validation items and 22 chosen by the strategy. The
+    # 22 rank highest among the 120 it chose in round 2.
+    assert len(validation_items) == 48
+    assert len(query_tasks) == 22
+    assert len(reposted) == 22
+    # Each keeps its one task row, open again in round 3 as a query task.
+    assert all(t.id == first_query_tasks[t.item_id] for t in reposted)
+    assert {(t.round, t.status) for t in reposted} == {(3, "open")}
+    assert not validation_items & set(first_query_tasks)
+    assert plan["reposted_query"] == 22
+    assert plan["query"] == 22
+    assert plan["reposted_validation"] == 40
+    assert (
+        "22 query items whose tasks expired unanswered are posted again"
+        in (plan["reason"])
+    )
+    assert set(event.data["item_ids"]) >= {t.item_id for t in reposted}
+    assert event.data["earlier_rounds"] == [2] * 62
+    # A reposted query task spends the budget like a new one.
+    assert budget_left == 0
+    assert not goes_on
+    assert "max_human_labeled_object_count=330 is spent" in stop[-1].message
+
+
+def test_remaining_batch_takes_expired_query_items(
+    tmp_path: Path, digits_slice: tuple[Path, Path]
+) -> None:
+    loop, store, _ = _after_round_one(
+        tmp_path, digits_slice, method="certified", human_batch_size=250
+    )
+    try:
+        ids = [item.id for item in store.items()]
+        unlabeled = ids[350:]
+        never_answered = set(unlabeled[:5])
+        store.start_round(2, validation_ids=[], query_ids=unlabeled[:5], plan={})
+        _answer_all_but(loop.config, store, 2, never_answered)
+        store.finish_round(2, machine_labels=[], stats={})
+        first_tasks = {t.item_id: t.id for t in store.tasks(round_number=2)}
+        assert loop.plan_round(3)
+        third = store.tasks(round_number=3)
+        plan = store.rounds()[2].stats["plan"]
+        # The workers do not answer these five items in round 3 either.
+        _answer_all_but(loop.config, store, 3, never_answered)
+        store.finish_round(3, machine_labels=[], stats={})
+        goes_on = loop.plan_round(4)
+        stop = store.events("job-stop")
+        labels = store.labels()
+        tasks = {t.item_id: t for t in store.tasks()}
+    finally:
+        store.close()
+
+    # The 245 items never posted and the 5 whose task expired make one batch.
+    assert plan["remaining"]
+    assert plan["reason"].startswith("the remaining items fit in one human batch")
+    assert (
+        "5 query items whose tasks expired unanswered are posted again"
+        in (plan["reason"])
+    )
+    assert {t.item_id for t in third} == set(unlabeled)
+    assert {t.purpose for t in third} == {"query"}
+    assert plan["query"] == 250
+    assert plan["reposted_query"] == 5
+    assert all(tasks[i].id == first_tasks[i] for i in never_answered)
+    # An item goes back to humans once: after its second expiry the job
+    # stops although the five items are still unlabeled.
+    assert {tasks[i].status for i in never_answered} == {"expired"}
+    assert {tasks[i].round for i in never_answered} == {3}
+    assert not never_answered & set(labels)
+    assert not goes_on
+    assert stop[-1].message == "no unlabeled item is left to send to humans"
+    assert len(labels) == 600 - 5
 
 
 def test_small_sample_runs_no_scan(tmp_path: Path, digits_slice) -> None:

@@ -577,45 +577,53 @@ class JobStore:
         query_ids: Sequence[int],
         plan: dict[str, Any],
         reposted_ids: Sequence[int] = (),
+        reposted_query_ids: Sequence[int] = (),
     ) -> None:
         """Open a round and post its tasks in one transaction.
 
-        An item has one task, so the expired tasks of ``reposted_ids`` move to
-        this round and open again, as if posted now. Their earlier rounds are
-        kept in a ``tasks-reposted`` event.
+        An item has one task, so the expired validation tasks of
+        ``reposted_ids`` and the expired query tasks of ``reposted_query_ids``
+        move to this round and open again, as if posted now, with their
+        purpose unchanged. Their earlier rounds are kept in a
+        ``tasks-reposted`` event.
 
         Raises
         ------
         ValueError
-            If an item of ``reposted_ids`` has no expired task; nothing is
+            If an item of ``reposted_ids`` has no expired validation task, or
+            one of ``reposted_query_ids`` no expired query task; nothing is
             written then.
         """
+        reposted = [(int(i), "validation") for i in reposted_ids] + [
+            (int(i), "query") for i in reposted_query_ids
+        ]
         with self.session() as session:
             session.add(
                 Round(number=round_number, status="collecting", stats={"plan": plan})
             )
             earlier_rounds = []
-            for item_id in reposted_ids:
-                task = session.scalar(select(Task).where(Task.item_id == int(item_id)))
-                if task is None or task.status != "expired":
+            for item_id, purpose in reposted:
+                task = session.scalar(select(Task).where(Task.item_id == item_id))
+                if task is None or task.status != "expired" or task.purpose != purpose:
                     raise ValueError(
-                        f"item {item_id} has no expired task to post again"
+                        f"item {item_id} has no expired {purpose} task to post again"
                     )
                 earlier_rounds.append(task.round)
                 task.round = round_number
                 task.status = "open"
                 task.created_at = utcnow()
-            if reposted_ids:
+            if reposted:
                 session.add(
                     Event(
                         kind="tasks-reposted",
                         message=(
-                            f"round {round_number}: {len(reposted_ids)} expired "
-                            "tasks posted again"
+                            f"round {round_number}: {len(reposted)} expired "
+                            + ("task" if len(reposted) == 1 else "tasks")
+                            + " posted again"
                         ),
                         data={
                             "round": round_number,
-                            "item_ids": [int(i) for i in reposted_ids],
+                            "item_ids": [item_id for item_id, _ in reposted],
                             "earlier_rounds": earlier_rounds,
                         },
                     )

@@ -145,7 +145,9 @@ def test_start_round_reposts_expired_tasks(store: JobStore) -> None:
 
     # A task that did not expire cannot be posted again, and the round
     # that requests it is not opened.
-    with pytest.raises(ValueError, match=f"item {ids[1]} has no expired task"):
+    with pytest.raises(
+        ValueError, match=f"item {ids[1]} has no expired validation task"
+    ):
         store.start_round(
             2, validation_ids=[], query_ids=[], plan={}, reposted_ids=[ids[1]]
         )
@@ -165,6 +167,48 @@ def test_start_round_reposts_expired_tasks(store: JobStore) -> None:
     ]
     assert tasks[0].created_at > expired.created_at
     assert event.data == {"round": 2, "item_ids": [ids[0]], "earlier_rounds": [1]}
+    assert event.message == "round 2: 1 expired task posted again"
+
+
+def test_start_round_reposts_tasks_by_purpose(store: JobStore) -> None:
+    ids = item_ids(store)
+    store.start_round(1, validation_ids=ids[:1], query_ids=ids[1:2], plan={})
+    (validation, query) = store.tasks(round_number=1)
+    store.write_human_labels(1, [], expired_task_ids=[validation.id, query.id])
+
+    # A query task never comes back as a validation task, nor the reverse.
+    with pytest.raises(
+        ValueError, match=f"item {ids[1]} has no expired validation task"
+    ):
+        store.start_round(
+            2, validation_ids=[], query_ids=[], plan={}, reposted_ids=[ids[1]]
+        )
+    with pytest.raises(ValueError, match=f"item {ids[0]} has no expired query task"):
+        store.start_round(
+            2, validation_ids=[], query_ids=[], plan={}, reposted_query_ids=[ids[0]]
+        )
+    assert [row.number for row in store.rounds()] == [1]
+
+    store.start_round(
+        2,
+        validation_ids=[],
+        query_ids=[],
+        plan={},
+        reposted_ids=[ids[0]],
+        reposted_query_ids=[ids[1]],
+    )
+    (event,) = store.events("tasks-reposted")
+
+    assert [(t.id, t.purpose, t.round, t.status) for t in store.tasks()] == [
+        (validation.id, "validation", 2, "open"),
+        (query.id, "query", 2, "open"),
+    ]
+    assert event.message == "round 2: 2 expired tasks posted again"
+    assert event.data == {
+        "round": 2,
+        "item_ids": [ids[0], ids[1]],
+        "earlier_rounds": [1, 1],
+    }
 
 
 def test_add_answers_skips_duplicates(store: JobStore) -> None:

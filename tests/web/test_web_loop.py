@@ -22,7 +22,7 @@ import pytest
 import yaml
 from sqlalchemy import update
 
-from labelloop.config import TaskType, load_job_config
+from labelloop.config import AutomatedLabeling, TaskType, load_job_config
 from labelloop.importers import LABEL_CATEGORY_FILE_NAME, import_ag_news
 from labelloop.store import JobStore
 from labelloop.store.schema import Task, utcnow
@@ -227,7 +227,7 @@ def test_expired_validation_task_answered_later(
     assert plan["reposted_validation"] == 1
     assert plan["validation"] == N_ITEMS // 2 + 1
     assert (
-        "1 validation items whose tasks expired unanswered are posted again"
+        "1 validation item whose task expired unanswered is posted again"
         in plan["reason"]
     )
     assert report["counters"]["HumanLabeled"] == N_ITEMS
@@ -238,6 +238,106 @@ def test_expired_validation_task_answered_later(
         assert (
             record["topic-metadata"]["class-name"] == labels.by_text[record["source"]]
         )
+
+
+@pytest.mark.slow
+def test_never_answered_query_item_ends_job(tmp_path: Path, shared_data: Path) -> None:
+    n_items = 24
+    imported = import_ag_news(tmp_path / "import", limit=n_items, seed=7)
+    web_loop = start_web_loop(
+        tmp_path,
+        imported,
+        job_name="web-never-answered",
+        task_type=TaskType.TEXT_CLASSIFICATION,
+        attribute="topic",
+        poll_seconds=0.1,
+        human_batch_size=n_items,
+        task_availability_lifetime_seconds=LIFETIME_SECONDS,
+        automated_labeling=AutomatedLabeling(min_items=n_items, validation_size=20),
+    )
+    config, store, server = web_loop.config, web_loop.store, web_loop.server
+
+    def pass_lifetime() -> None:
+        with store.session() as session:
+            session.execute(
+                update(Task).values(
+                    created_at=utcnow() - timedelta(seconds=LIFETIME_SECONDS + 1)
+                )
+            )
+
+    try:
+        wait_until(
+            lambda: len(store.tasks()) == 20,
+            timeout=LOOP_TIMEOUT_SECONDS,
+            message="the loop did not post round 1",
+        )
+        alice = login(server, store, "alice")
+        bob = login(server, store, "bob")
+        labels = Labels(list(config.label_categories))
+        for client in (alice, bob):
+            while answer_next(client, labels) is not None:
+                pass
+        # Round 2 is the remaining batch: the other 4 items, as query tasks.
+        wait_until(
+            lambda: len(store.tasks()) == n_items,
+            timeout=LOOP_TIMEOUT_SECONDS,
+            message="the loop did not post round 2",
+        )
+        for _ in range(3):
+            assert answer_next(alice, labels) is not None
+            assert answer_next(bob, labels) is not None
+        answered = {answer.task_id for answer in store.answers()}
+        (never,) = [task for task in store.tasks() if task.id not in answered]
+
+        # The availability lifetime passes, then the item goes out once more,
+        # and no worker answers it again.
+        pass_lifetime()
+        wait_until(
+            lambda: len(store.rounds()) == 3 or not web_loop.thread.is_alive(),
+            timeout=LOOP_TIMEOUT_SECONDS,
+            message="the loop neither posted round 3 nor finished",
+        )
+        assert len(store.rounds()) == 3, "the job ended without posting the item again"
+        offered_again = alice.get("/api/tasks/next").json()["task"]
+        pass_lifetime()
+        web_loop.thread.join(timeout=LOOP_TIMEOUT_SECONDS)
+        assert not web_loop.thread.is_alive(), "the loop did not finish"
+        assert web_loop.failures == []
+    finally:
+        server.stop()
+
+    report = json.loads((config.output_path / "report" / "report.json").read_text())
+    tasks = store.tasks()
+    rounds = store.rounds()
+    (reposted,) = store.events("tasks-reposted")
+    stop = store.events("job-stop")
+    store.close()
+
+    assert never.purpose == "query"
+    assert never.round == 2
+    assert offered_again is not None
+    assert offered_again["item_id"] == never.item_id
+    assert [(t.id, t.round, t.status) for t in tasks if t.id == never.id] == [
+        (never.id, 3, "expired")
+    ]
+    assert [(t.purpose, t.status) for t in tasks].count(("query", "complete")) == 3
+    assert reposted.data == {
+        "round": 3,
+        "item_ids": [never.item_id],
+        "earlier_rounds": [2],
+    }
+    assert [row.stats["plan"]["reposted_query"] for row in rounds] == [0, 0, 1]
+    assert rounds[2].stats["plan"]["remaining"]
+    assert (
+        "1 query item whose task expired unanswered is posted again"
+        in rounds[2].stats["plan"]["reason"]
+    )
+    # After its second expiry the item is not posted again and the job ends.
+    assert len(rounds) == 3
+    assert stop[-1].message == "no unlabeled item is left to send to humans"
+    assert report["status"] == "completed"
+    assert report["counters"]["HumanLabeled"] == n_items - 1
+    assert report["counters"]["Unlabeled"] == 1
 
 
 def labelloop_command() -> list[str]:

@@ -203,10 +203,12 @@ def start_web_loop(
 ) -> WebLoop:
     """Create a web job of the imported items, start its server, then its loop.
 
-    Each item goes to two workers, automated labeling is off and
-    ``config_fields`` sets further `JobConfig` fields. The loop runs in a
-    daemon thread. The caller stops the server and closes the store.
+    Each item goes to two workers, and automated labeling is off unless
+    ``config_fields``, which sets further `JobConfig` fields, turns it on.
+    The loop runs in a daemon thread. The caller stops the server and closes
+    the store.
     """
+    config_fields.setdefault("automated_labeling", AutomatedLabeling(enabled=False))
     config = JobConfig(
         job_name=job_name,
         task_type=task_type,
@@ -217,7 +219,6 @@ def start_web_loop(
         workforce=WebWorkforce(poll_seconds=poll_seconds),
         workers_per_item=2,
         human_batch_size=human_batch_size,
-        automated_labeling=AutomatedLabeling(enabled=False),
         **config_fields,
     )
     config.output_path.mkdir(parents=True)
