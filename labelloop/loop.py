@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -301,55 +301,52 @@ class LabelingLoop:
             dtype=int,
         )
 
-    def _expired_validation_ids(self, labels: dict[int, Any]) -> list[int]:
-        """Return the validation items whose task expired without a human label.
-
-        They come in the order they were first posted. Items with a human label
-        (an expired task's answers may be enough for one) and items that failed
-        since are left out.
-        """
-        valid = {item.id for item in self.store.items()}
+    def _reposted_ids(self) -> list[int]:
+        """Return the items whose expired task was posted again, once per repost."""
         return [
-            task.item_id
-            for task in self.store.tasks(status="expired")
-            if task.purpose == "validation"
-            and task.item_id in valid
-            and (task.item_id not in labels or labels[task.item_id].origin != "human")
-        ]
-
-    def _returning_query_ids(self, labels: dict[int, Any]) -> set[int]:
-        """Return the query items whose task expired unlabeled and may go out again.
-
-        An item goes back to humans once, so items whose task was posted again
-        already are left out, and so are failed items. One more try covers a
-        task that expired while no worker was around, even in the last batch,
-        while an item that workers keep skipping cannot hold a job open.
-        """
-        valid = {item.id for item in self.store.items()}
-        posted_again = {
             int(item_id)
             for event in self.store.events("tasks-reposted")
             for item_id in (event.data or {}).get("item_ids", [])
-        }
-        return {
-            task.item_id
-            for task in self.store.tasks(status="expired")
-            if task.purpose == "query"
-            and task.item_id in valid
-            and task.item_id not in labels
-            and task.item_id not in posted_again
-        }
+        ]
+
+    def _expired_unlabeled(
+        self, items: Sequence[Any], labels: dict[int, Any]
+    ) -> tuple[list[int], set[int]]:
+        """Return the expired validation items and the query items that may return.
+
+        Validation items come in the order they were first posted, and count
+        until a human labels one (an expired task's answers may be enough).
+        A query item goes back to humans once, so one whose task was posted
+        again already is left out. One more try covers a task that expired
+        while no worker was around, even in the last batch, while an item that
+        workers keep skipping cannot hold a job open. Failed items are left out.
+        """
+        valid = {item.id for item in items}
+        posted_again = set(self._reposted_ids())
+        validation: list[int] = []
+        returning: set[int] = set()
+        for task in self.store.tasks(status="expired"):
+            item_id = task.item_id
+            if item_id not in valid:
+                continue
+            if task.purpose == "validation" and (
+                item_id not in labels or labels[item_id].origin != "human"
+            ):
+                validation.append(item_id)
+            elif (
+                task.purpose == "query"
+                and item_id not in labels
+                and item_id not in posted_again
+            ):
+                returning.add(item_id)
+        return validation, returning
 
     def _human_budget_left(self) -> int:
         limit = self.config.stopping_conditions.max_human_labeled_object_count
         if limit is None:
             return len(self.store.items())
-        # A task posted again keeps its one row, so the rounds' plans count it.
-        posted = len(self.store.tasks()) + sum(
-            int(plan.get("reposted_validation") or 0)
-            + int(plan.get("reposted_query") or 0)
-            for plan in (row.stats.get("plan") or {} for row in self.store.rounds())
-        )
+        # A task posted again keeps its one row, so its reposts count apart.
+        posted = len(self.store.tasks()) + len(self._reposted_ids())
         return max(0, limit - posted)
 
     # Round states
@@ -363,7 +360,7 @@ class LabelingLoop:
         # Query items whose task expired unlabeled are open again, but never as
         # validation items, because the strategy chose them and the validation
         # sample must be a uniform draw.
-        returning = self._returning_query_ids(labels)
+        expired, returning = self._expired_unlabeled(items, labels)
         never_tasked = np.array(
             [
                 item.id
@@ -416,7 +413,6 @@ class LabelingLoop:
         budget = self._human_budget_left()
         # An expired validation item counts as an error until a human labels
         # it, so it goes out again before any new draw and spends budget too.
-        expired = self._expired_validation_ids(labels)
         reposted = np.array(expired[:budget], dtype=int)
         budget -= len(reposted)
         n_human = sum(1 for label in labels.values() if label.origin == "human")
