@@ -311,7 +311,7 @@ class LabelingLoop:
 
     def _expired_unlabeled(
         self, items: Sequence[Any], labels: dict[int, Any]
-    ) -> tuple[list[int], set[int]]:
+    ) -> tuple[list[int], set[int], int]:
         """Return the expired validation items and the query items that may return.
 
         Validation items come in the order they were first posted, and count
@@ -320,11 +320,17 @@ class LabelingLoop:
         again already is left out. One more try covers a task that expired
         while no worker was around, even in the last batch, while an item that
         workers keep skipping cannot hold a job open. Failed items are left out.
+
+        The third value counts the expired validation items not yet posted
+        again. They too hold a job open for one more try: in a job without
+        automated labeling every task is a validation task, the last batch's
+        included.
         """
         valid = {item.id for item in items}
         posted_again = set(self._reposted_ids())
         validation: list[int] = []
         returning: set[int] = set()
+        first_tries = 0
         for task in self.store.tasks(status="expired"):
             item_id = task.item_id
             if item_id not in valid:
@@ -333,13 +339,14 @@ class LabelingLoop:
                 item_id not in labels or labels[item_id].origin != "human"
             ):
                 validation.append(item_id)
+                first_tries += item_id not in posted_again
             elif (
                 task.purpose == "query"
                 and item_id not in labels
                 and item_id not in posted_again
             ):
                 returning.add(item_id)
-        return validation, returning
+        return validation, returning, first_tries
 
     def _human_budget_left(self) -> int:
         limit = self.config.stopping_conditions.max_human_labeled_object_count
@@ -360,7 +367,7 @@ class LabelingLoop:
         # Query items whose task expired unlabeled are open again, but never as
         # validation items, because the strategy chose them and the validation
         # sample must be a uniform draw.
-        expired, returning = self._expired_unlabeled(items, labels)
+        expired, returning, expired_first_tries = self._expired_unlabeled(items, labels)
         never_tasked = np.array(
             [
                 item.id
@@ -397,13 +404,15 @@ class LabelingLoop:
             else never_tasked
         )
 
-        # A job ends even when no worker ever answers an item. Expired
-        # validation items do not count as open, and an expired query item
-        # counts only until it has been posted again once. So each round that
-        # goes on posts an open item that no later round posts again, unless
-        # reposted validation items take the rest of a limited human budget.
+        # A job ends even when no worker ever answers an item. An expired
+        # item counts as open only until it has been posted again once. So
+        # each round that goes on posts an open item that no later round posts
+        # again, unless reposted validation items take the rest of a limited
+        # human budget.
         stop = self.stop_reason(
-            n_items=n_items, n_labeled=len(labels), n_open=len(open_for_humans)
+            n_items=n_items,
+            n_labeled=len(labels),
+            n_open=len(open_for_humans) + expired_first_tries,
         )
         if stop is not None:
             self.store.log_event("job-stop", stop)

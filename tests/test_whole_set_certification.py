@@ -443,3 +443,40 @@ def test_small_sample_runs_no_scan(tmp_path: Path, digits_slice) -> None:
     assert stats["delta"] == 0.0
     assert stats["machine_labeled"] == 0
     assert "not tested: 20 validation items allow under 5%" in stats["stop_reason"]
+
+
+def test_manual_job_posts_last_batch_again(
+    tmp_path: Path, digits_slice: tuple[Path, Path]
+) -> None:
+    config = _digits_job(
+        tmp_path,
+        digits_slice,
+        job_name="manual-last-batch",
+        human_batch_size=600,
+        automated_labeling={"enabled": False},
+    )
+    store = open_job(config)
+    try:
+        loop = LabelingLoop(config, store)
+        assert loop.plan_round(1)
+        expired = [task.item_id for task in store.tasks(round_number=1)[::100]]
+        _answer_all_but(config, store, 1, set(expired))
+        loop.train_and_label(1)
+        goes_on = loop.plan_round(2)
+        posted = [task.item_id for task in store.tasks(round_number=2)]
+        # Expired once more, they hold the job open no longer.
+        _answer_all_but(config, store, 2, set(expired))
+        loop.train_and_label(2)
+        third = loop.plan_round(3)
+        stop = store.events("job-stop")
+        unlabeled = set(expired) - set(store.labels())
+    finally:
+        store.close()
+
+    assert len(expired) == 6
+    # The first batch took every item, so the expired ones are all that is left.
+    assert goes_on
+    assert posted == expired
+    assert not third
+    assert "no unlabeled item is left to send to humans" in stop[-1].message
+    assert unlabeled == set(expired)

@@ -114,6 +114,24 @@ def test_expired_tasks_counted_in_report(tmp_path: Path, shared_data: Path) -> N
                 )
             )
         offered_after_lifetime = bob.get("/api/tasks/next").json()["task"]
+        # The two items left without a label get one more try in round 2.
+        wait_until(
+            lambda: len(store.tasks(round_number=2)) == 2,
+            timeout=LOOP_TIMEOUT_SECONDS,
+            message="the loop did not post the expired items again",
+        )
+        second_try = answer_next(alice, labels)
+        assert second_try is not None
+        # Each item needs two answers, so Bob answers the same item.
+        second_answer = answer_next(bob, labels)
+        assert second_answer is not None
+        assert second_answer["item_id"] == second_try["item_id"]
+        with store.session() as session:
+            session.execute(
+                update(Task)
+                .where(Task.round == 2)
+                .values(created_at=utcnow() - timedelta(seconds=LIFETIME_SECONDS + 1))
+            )
         web_loop.thread.join(timeout=LOOP_TIMEOUT_SECONDS)
         assert not web_loop.thread.is_alive(), "the loop did not finish"
         assert web_loop.failures == []
@@ -134,22 +152,27 @@ def test_expired_tasks_counted_in_report(tmp_path: Path, shared_data: Path) -> N
     store.close()
 
     assert offered_after_lifetime is None
-    assert sorted(task.status for task in tasks) == ["complete"] * 5 + ["expired"] * 3
-    expired_items = {task.item_id for task in tasks if task.status == "expired"}
-    assert partial["item_id"] in expired_items
+    assert sorted(task.status for task in tasks) == ["complete"] * 6 + ["expired"] * 2
+    expired = {task.item_id: task.round for task in tasks if task.status == "expired"}
+    # The partly answered item is labeled from its one answer, so it stays in
+    # round 1; one item left unanswered expired again in round 2.
+    assert expired[partial["item_id"]] == 1
+    assert sorted(expired.values()) == [1, 2]
+    assert second_try["item_id"] not in expired
     assert summary["job_status"] == "completed"
-    assert summary["counters"]["Expired"] == 3
-    assert rounds[0]["stats"]["expired_tasks"] == 3
+    assert summary["counters"]["Expired"] == 2
+    assert rounds[0]["stats"]["expired_tasks"] == 1
+    assert rounds[1]["stats"]["expired_tasks"] == 1
     assert after_job["task"] is None
     assert after_job["message"] == "The job is finished. Thank you!"
-    assert report["counters"]["Expired"] == 3
-    assert report["counters"]["HumanLabeled"] == 6
-    assert report["counters"]["Unlabeled"] == 2
-    assert report["rounds"][0]["expired_tasks"] == 3
+    assert report["counters"]["Expired"] == 2
+    assert report["counters"]["HumanLabeled"] == 7
+    assert report["counters"]["Unlabeled"] == 1
+    assert [r["expired_tasks"] for r in report["rounds"]] == [1, 1]
     assert ">Expired<" in report_html
     labeled = [record for record in records if "topic-metadata" in record]
     assert len(records) == N_ITEMS
-    assert len(labeled) == 6
+    assert len(labeled) == 7
     for record in labeled:
         assert record["topic-metadata"]["human-annotated"] == "yes"
         assert (
