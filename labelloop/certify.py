@@ -120,8 +120,8 @@ def scan_delta(
     up to the pass left. Either way the shares sum to at most ``delta``, so by
     the union bound every passing test is valid at once.
 
-    A scan before the first pass should not run when its share is under
-    ``MIN_TEST_SHARE`` of ``delta``.
+    Before the first pass, a share under ``MIN_TEST_SHARE`` of ``delta`` is
+    returned as 0.0: such a scan could hardly pass, so it should not run.
     """
     spent = sum(share for share, _ in earlier)
     passes = [k for k, (_, passed) in enumerate(earlier) if passed]
@@ -129,7 +129,8 @@ def scan_delta(
         left = delta - sum(share for share, _ in earlier[: passes[0] + 1])
         return round_delta(left, len(earlier) - passes[0])
     t2 = (n_validation / (SPENDING_SHARE * n_items)) ** 2
-    return max(0.0, first + (delta - first) * t2 / (1.0 + t2) - spent)
+    share = first + (delta - first) * t2 / (1.0 + t2) - spent
+    return share if share >= MIN_TEST_SHARE * delta else 0.0
 
 
 @dataclass(frozen=True)

@@ -922,11 +922,9 @@ class LabelingLoop:
         first = sum(
             r["delta"] for r in scans if r["round"] == 1 and r["scan_start"] != "pilot"
         )
-        share = scan_delta(
+        return scan_delta(
             budget, earlier, n_validation=n_sample, n_items=n_items, first=first
         )
-        passed = any(p for _, p in earlier)
-        return share if passed or share >= MIN_TEST_SHARE * budget else 0.0
 
     def uses_pilot(self, number: int, confidences: np.ndarray, delta: float) -> bool:
         """Return whether this round's scan sets a pilot aside to choose its start.

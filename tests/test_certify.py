@@ -11,6 +11,7 @@ from scipy.stats import binom, binomtest
 
 from labelloop.certify import (
     CLASS_WISE_FACTOR,
+    MIN_TEST_SHARE,
     ThresholdPlan,
     certify_threshold,
     clopper_pearson_upper,
@@ -99,9 +100,11 @@ def test_scan_shares_never_exceed_delta(first: float, pass_at: int | None) -> No
     spent = sum(share for share, _ in earlier)
     assert spent <= delta
     if pass_at is None:
-        # Before a pass, the total spent follows t^2 / (1 + t^2).
+        # Before a pass, the total spent follows t^2 / (1 + t^2), less a share
+        # too small to run a scan.
         t2 = (sizes[-1] / 1140) ** 2
-        assert spent == pytest.approx(first + (delta - first) * t2 / (1 + t2))
+        allowed = first + (delta - first) * t2 / (1 + t2)
+        assert allowed - MIN_TEST_SHARE * delta < spent <= allowed + 1e-12
 
 
 def test_scan_shares_grow_with_the_sample() -> None:
@@ -115,6 +118,12 @@ def test_scan_shares_grow_with_the_sample() -> None:
         0.05, [(at_quarter, False)], n_validation=1140, n_items=7600
     )
     assert after_fail == pytest.approx(at_full - at_quarter)
+    # A share under MIN_TEST_SHARE of the budget runs no scan before a pass ...
+    small = 0.2 * 1140
+    assert scan_delta(0.05, [], n_validation=small, n_items=7600) == 0.0
+    # ... but after a pass any share runs.
+    after_pass = scan_delta(0.05, [(0.0499, True)], n_validation=small, n_items=7600)
+    assert 0.0 < after_pass < MIN_TEST_SHARE * 0.05
 
 
 def test_scans_after_a_pass_split_what_is_left() -> None:
