@@ -201,6 +201,8 @@ class LabelingLoop:
             if config.model == FINE_TUNED_MODEL
             else None
         )
+        # The round whose fit scores the items. A resumed job fits again.
+        self.fine_tuner_round = 0
 
     # Helpers
 
@@ -786,7 +788,16 @@ class LabelingLoop:
                 )
                 stats["pilot_items"] = int(pilot.sum())
             stats["scan_start"] = "model confidences" if pilot is None else "pilot"
-            if delta == 0.0:
+            if self.rescores_tested_model(scans, stats["scored_by_round"]):
+                delta = 0.0
+                plan = ThresholdPlan.untested(
+                    self.n_classes,
+                    n_sample,
+                    "not tested: the scores come from the model of round "
+                    f"{stats['scored_by_round']}, which the last test used after "
+                    "a pass",
+                )
+            elif delta == 0.0:
                 plan = ThresholdPlan.untested(
                     self.n_classes,
                     n_sample,
@@ -926,6 +937,25 @@ class LabelingLoop:
             budget, earlier, n_validation=n_sample, n_items=n_items, first=first
         )
 
+    @staticmethod
+    def rescores_tested_model(scans: list[dict[str, Any]], scored_by: int) -> bool:
+        """Return whether a round would test again the model of an earlier test.
+
+        After a job's first passing test, each later test takes a falling share
+        of what is left of the failure probability. A fine-tuned model is
+        trained again only when the human labels double, so rounds in between
+        score with the model that the last test used, on a slightly larger
+        sample. Such tests spent the shares, and the next fit was then tested
+        at a few tenths of a percent. So after a pass, a round whose scores
+        come from the model of the last test runs none.
+
+        ``scans`` are the statistics of the earlier rounds that ran a scan, and
+        ``scored_by`` is the round whose fit scores this one.
+        """
+        if not any(scan.get("certified_items") for scan in scans):
+            return False
+        return scans[-1].get("scored_by_round") == scored_by
+
     def uses_pilot(self, number: int, confidences: np.ndarray, delta: float) -> bool:
         """Return whether this round's scan sets a pilot aside to choose its start.
 
@@ -989,6 +1019,7 @@ class LabelingLoop:
             alpha = 0.0
         stats["model_params"] = params
         stats["spreading_alpha"] = alpha
+        stats["scored_by_round"] = number
         started = time.perf_counter()
         n_folds = self.config.automated_labeling.cross_fit_folds
         val_folds = fold_of(validation_ids, seed=self.config.seed, n_folds=n_folds)
@@ -1050,8 +1081,10 @@ class LabelingLoop:
             if self.progress:
                 self.progress(f"round {number}: fine-tuning", 0, 1)
             self.fine_tuner.fit(texts, y_of, validation_ids)
+            self.fine_tuner_round = number
             if self.progress:
                 self.progress(f"round {number}: fine-tuning", 1, 1)
+        stats["scored_by_round"] = self.fine_tuner_round
         val_proba = self.fine_tuner.predict_proba(texts, validation_ids)
         pool_proba = self.fine_tuner.predict_proba(texts, pool_ids)
         self.timer.add("training", started)

@@ -40,6 +40,15 @@ def fine_tuned_job(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path
     return run_job(load_job_config(job_file)), folder
 
 
+def round_stats(folder: Path) -> list[dict]:
+    """Return the statistics of the job's rounds, in order."""
+    with sqlite3.connect(folder / "out" / "job.db") as connection:
+        return [
+            json.loads(row[0])
+            for row in connection.execute("select stats from rounds order by number")
+        ]
+
+
 def test_fine_tuned_job_labels_every_item(fine_tuned_job: tuple[dict, Path]) -> None:
     report, _ = fine_tuned_job
     counters = report["counters"]
@@ -50,12 +59,8 @@ def test_fine_tuned_job_labels_every_item(fine_tuned_job: tuple[dict, Path]) -> 
 
 
 def test_fine_tuned_rounds_record_fits(fine_tuned_job: tuple[dict, Path]) -> None:
-    report, folder = fine_tuned_job
-    database = folder / "out" / "job.db"
-    with sqlite3.connect(database) as connection:
-        stats = [
-            json.loads(row[0]) for row in connection.execute("select stats from rounds")
-        ]
+    _, folder = fine_tuned_job
+    stats = round_stats(folder)
     fitted_on = [
         s["model_params"]["fine_tuned_on"] for s in stats if "model_params" in s
     ]
@@ -172,3 +177,22 @@ def test_fine_tuning_settings_rejected(
 
     with pytest.raises(ConfigError, match=message):
         load_job_config(job_file)
+
+
+def test_rounds_name_the_fit_that_scored_them(
+    fine_tuned_job: tuple[dict, Path],
+) -> None:
+    _, folder = fine_tuned_job
+    scored = [s for s in round_stats(folder) if "scored_by_round" in s]
+
+    assert len(scored) >= 2
+    # A round that fits again names itself; the others name the last fit.
+    previous = None
+    for s in scored:
+        fitted_on = s["model_params"]["fine_tuned_on"]
+        if previous is None or fitted_on != previous["model_params"]["fine_tuned_on"]:
+            assert s["scored_by_round"] == s["round"]
+        else:
+            assert s["scored_by_round"] == previous["scored_by_round"]
+        previous = s
+    assert len({s["scored_by_round"] for s in scored}) < len(scored)

@@ -445,6 +445,32 @@ def test_small_sample_runs_no_scan(tmp_path: Path, digits_slice) -> None:
     assert "not tested: 20 validation items allow under 5%" in stats["stop_reason"]
 
 
+@pytest.mark.parametrize(
+    ("scans", "scored_by", "skips"),
+    [
+        # Before any pass a new sample may certify, whatever the model.
+        ([{"certified_items": 0, "scored_by_round": 3}], 3, False),
+        # After a pass, the model of the last test is not tested again ...
+        ([{"certified_items": 900, "scored_by_round": 4}], 4, True),
+        (
+            [
+                {"certified_items": 900, "scored_by_round": 4},
+                {"certified_items": 0, "scored_by_round": 6},
+            ],
+            6,
+            True,
+        ),
+        # ... but a model trained since then is.
+        ([{"certified_items": 900, "scored_by_round": 4}], 8, False),
+        ([], 1, False),
+    ],
+)
+def test_later_tests_skip_an_unchanged_model(
+    scans: list[dict], scored_by: int, skips: bool
+) -> None:
+    assert LabelingLoop.rescores_tested_model(scans, scored_by) is skips
+
+
 def test_manual_job_posts_last_batch_again(
     tmp_path: Path, digits_slice: tuple[Path, Path]
 ) -> None:
