@@ -155,7 +155,7 @@ def test_expired_tasks_counted_in_report(tmp_path: Path, shared_data: Path) -> N
     assert sorted(task.status for task in tasks) == ["complete"] * 6 + ["expired"] * 2
     expired = {task.item_id: task.round for task in tasks if task.status == "expired"}
     # The partly answered item is labeled from its one answer, so it stays in
-    # round 1; one item left unanswered expired again in round 2.
+    # round 1. The other item that got no answer expired again in round 2.
     assert expired[partial["item_id"]] == 1
     assert sorted(expired.values()) == [1, 2]
     assert second_try["item_id"] not in expired
