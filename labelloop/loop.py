@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,6 +95,11 @@ class RoundTimer:
     def add(self, kind: str, started: float) -> None:
         self.seconds[kind] = self.seconds.get(kind, 0.0) + time.perf_counter() - started
 
+
+#: An expired validation item is posted at most this many times in all. After
+#: that it stays in the sample as an error, so an item that workers keep
+#: skipping stops taking a task, and budget, every round.
+MAX_VALIDATION_POSTINGS = 3
 
 #: Share of the dataset the first round assumes the model can machine-label,
 #: when it sizes the validation sample.
@@ -317,7 +323,8 @@ class LabelingLoop:
         """Return the expired validation items and the query items that may return.
 
         Validation items come in the order they were first posted, and count
-        until a human labels one (an expired task's answers may be enough).
+        until a human labels one (an expired task's answers may be enough) or
+        the item has been posted ``MAX_VALIDATION_POSTINGS`` times.
         A query item goes back to humans once, so one whose task was posted
         again already is left out. One more try covers a task that expired
         while no worker was around, even in the last batch, while an item that
@@ -329,7 +336,8 @@ class LabelingLoop:
         included.
         """
         valid = {item.id for item in items}
-        posted_again = set(self._reposted_ids())
+        reposts = Counter(self._reposted_ids())
+        posted_again = set(reposts)
         validation: list[int] = []
         returning: set[int] = set()
         first_tries = 0
@@ -340,7 +348,8 @@ class LabelingLoop:
             if task.purpose == "validation" and (
                 item_id not in labels or labels[item_id].origin != "human"
             ):
-                validation.append(item_id)
+                if reposts[item_id] + 1 < MAX_VALIDATION_POSTINGS:
+                    validation.append(item_id)
                 first_tries += item_id not in posted_again
             elif (
                 task.purpose == "query"

@@ -66,6 +66,19 @@ def _planned_first_round(
     return config, store, loop
 
 
+def _manual_job(
+    folder: Path, digits_slice: tuple[Path, Path], job_name: str, batch_size: int
+) -> JobConfig:
+    """Return a digits job without automated labeling: humans label every item."""
+    return _digits_job(
+        folder,
+        digits_slice,
+        job_name=job_name,
+        human_batch_size=batch_size,
+        automated_labeling={"enabled": False},
+    )
+
+
 def _answer_all_but(
     config: JobConfig, store: JobStore, number: int, expired: set[int]
 ) -> None:
@@ -275,6 +288,36 @@ def test_expired_validation_items_posted_again(
     assert "expired unanswered" not in second["stop_reason"]
 
 
+def test_expired_validation_items_posted_three_times(
+    tmp_path: Path, digits_slice: tuple[Path, Path]
+) -> None:
+    # Without automated labeling every task is a validation task, and no
+    # machine label covers the expired items, so the job runs long enough.
+    config = _manual_job(tmp_path, digits_slice, "posted-three-times", 100)
+    store = open_job(config)
+    try:
+        loop = LabelingLoop(config, store)
+        expired: list[int] = []
+        posted = {}
+        for number in (1, 2, 3, 4):
+            assert loop.plan_round(number)
+            posted[number] = {task.item_id for task in store.tasks(round_number=number)}
+            if number == 1:
+                expired = sorted(posted[1])[::20]
+            _answer_all_but(config, store, number, set(expired))
+            loop.train_and_label(number)
+        labels = store.labels()
+    finally:
+        store.close()
+
+    assert len(expired) == 5
+    assert set(expired) <= posted[1] & posted[2] & posted[3]
+    # Posted three times, they take no fourth task and stay unlabeled.
+    assert not set(expired) & posted[4]
+    assert len(posted[4]) == 100
+    assert not set(expired) & set(labels)
+
+
 def test_reposts_spend_human_budget(
     tmp_path: Path, digits_slice: tuple[Path, Path]
 ) -> None:
@@ -474,13 +517,7 @@ def test_later_tests_skip_an_unchanged_model(
 def test_manual_job_posts_last_batch_again(
     tmp_path: Path, digits_slice: tuple[Path, Path]
 ) -> None:
-    config = _digits_job(
-        tmp_path,
-        digits_slice,
-        job_name="manual-last-batch",
-        human_batch_size=600,
-        automated_labeling={"enabled": False},
-    )
+    config = _manual_job(tmp_path, digits_slice, "manual-last-batch", 600)
     store = open_job(config)
     try:
         loop = LabelingLoop(config, store)
