@@ -99,6 +99,7 @@ def scan_delta(
     n_validation: int,
     n_items: int,
     first: float = 0.0,
+    last: bool = False,
 ) -> float:
     """Return the share of the failure probability ``delta`` a job's next scan gets.
 
@@ -117,8 +118,10 @@ def scan_delta(
 
     After the first pass the model keeps improving while the sample grows
     slowly, so the ``k``-th later scan gets ``6 / (pi^2 k^2)`` of what the scans
-    up to the pass left. Either way the shares sum to at most ``delta``, so by
-    the union bound every passing test is valid at once.
+    up to the pass left. A scan after the pass with ``last`` set gets all that
+    is left, and the job must then run no further scan. Either way the shares
+    sum to at most ``delta``, so by the union bound every passing test is
+    valid at once.
 
     Before the first pass, a share under ``MIN_TEST_SHARE`` of ``delta`` is
     returned as 0.0: such a scan could hardly pass, so it should not run.
@@ -126,6 +129,8 @@ def scan_delta(
     spent = sum(share for share, _ in earlier)
     passes = [k for k, (_, passed) in enumerate(earlier) if passed]
     if passes:
+        if last:
+            return delta - spent
         left = delta - sum(share for share, _ in earlier[: passes[0] + 1])
         return round_delta(left, len(earlier) - passes[0])
     t2 = (n_validation / (SPENDING_SHARE * n_items)) ** 2

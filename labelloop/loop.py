@@ -782,50 +782,54 @@ class LabelingLoop:
         pool_conf = pool_proba.max(axis=1)
         plan: ThresholdPlan
         delta = 0.0
+        last = False
         if settings.threshold_method == "certified":
             n_sample = int(eligible.sum())
             pilot: np.ndarray | None = None
-            delta = round_delta(budget, 1)
-            if self.uses_pilot(number, val_conf[eligible], delta):
-                delta = self.scan_share(scans, n_sample, n_items=len(ids))
-                # The pilot chooses where the scan starts. It is drawn anew
-                # each round, so a pilot that looks clean by chance does not
-                # call for a failing test round after round.
-                pilot = draw_pilot(
-                    validation_ids[eligible],
-                    seed=self.config.seed + 1 + PILOT_SEED_STEP * number,
-                )
-                stats["pilot_items"] = int(pilot.sum())
-            stats["scan_start"] = "model confidences" if pilot is None else "pilot"
-            if self.rescores_tested_model(scans, stats["scored_by_round"]):
-                delta = 0.0
-                plan = ThresholdPlan.untested(
-                    self.n_classes,
-                    n_sample,
-                    "not tested: the scores come from the model of round "
-                    f"{stats['scored_by_round']}, which the last test used after "
-                    "a pass",
-                )
-            elif delta == 0.0:
-                plan = ThresholdPlan.untested(
-                    self.n_classes,
-                    n_sample,
-                    f"not tested: {n_sample} validation items allow under "
-                    f"{MIN_TEST_SHARE:.0%} of the failure probability",
-                )
+            skip = self.untested_reason(scans, stats["scored_by_round"])
+            if skip is not None:
+                plan = ThresholdPlan.untested(self.n_classes, n_sample, skip)
             else:
-                plan = plan_thresholds(
-                    val_predicted=val_pred[eligible],
-                    val_confidences=val_conf[eligible],
-                    val_correct=val_correct[eligible],
-                    pool_predicted=pool_pred,
-                    pool_confidences=pool_conf,
-                    n_classes=self.n_classes,
-                    max_error=1.0 - settings.target_accuracy,
-                    delta=delta,
-                    mode=settings.threshold_mode,
-                    val_pilot=pilot,
+                n_unlabeled = sum(1 for i in ids if i not in labels)
+                last = self.takes_rest(
+                    scans,
+                    fits_again=self.fine_tuner is None
+                    or self.fine_tuner.needs_fit(len(human) + n_unlabeled),
                 )
+                delta = round_delta(budget, 1)
+                if self.uses_pilot(number, val_conf[eligible], delta):
+                    delta = self.scan_share(
+                        scans, n_sample, n_items=len(ids), last=last
+                    )
+                    # The pilot chooses where the scan starts. It is drawn
+                    # anew each round, so a pilot that looks clean by chance
+                    # does not call for a failing test round after round.
+                    pilot = draw_pilot(
+                        validation_ids[eligible],
+                        seed=self.config.seed + 1 + PILOT_SEED_STEP * number,
+                    )
+                    stats["pilot_items"] = int(pilot.sum())
+                stats["scan_start"] = "model confidences" if pilot is None else "pilot"
+                if delta == 0.0:
+                    plan = ThresholdPlan.untested(
+                        self.n_classes,
+                        n_sample,
+                        f"not tested: {n_sample} validation items allow under "
+                        f"{MIN_TEST_SHARE:.0%} of the failure probability",
+                    )
+                else:
+                    plan = plan_thresholds(
+                        val_predicted=val_pred[eligible],
+                        val_confidences=val_conf[eligible],
+                        val_correct=val_correct[eligible],
+                        pool_predicted=pool_pred,
+                        pool_confidences=pool_conf,
+                        n_classes=self.n_classes,
+                        max_error=1.0 - settings.target_accuracy,
+                        delta=delta,
+                        mode=settings.threshold_mode,
+                        val_pilot=pilot,
+                    )
         else:
             plan = reference_plan(
                 settings.threshold_method,
@@ -862,6 +866,7 @@ class LabelingLoop:
             {
                 "certification_test": test_number if tested else None,
                 "delta": delta if tested else 0.0,
+                "last_test": bool(tested and last),
                 "eligible_validation_items": int(eligible.sum()),
                 "threshold_mode": plan.mode,
                 "thresholds": [
@@ -907,6 +912,13 @@ class LabelingLoop:
             )
             reasons = [stats["stop_reason"], kept] if stats["stop_reason"] else [kept]
             stats["stop_reason"] = "; ".join(reasons)
+        if stats["last_test"]:
+            note = (
+                f"the job's last test, at {delta:.2%}: no later fit is likely, so "
+                "it took all that was left of the failure probability"
+            )
+            reason = stats["stop_reason"]
+            stats["stop_reason"] = f"{reason}; {note}" if reason else note
         if len(unanswered_ids):
             note = f"{_expired_items(len(unanswered_ids), 'validation')} " + (
                 "counts as an error" if len(unanswered_ids) == 1 else "count as errors"
@@ -929,13 +941,20 @@ class LabelingLoop:
         return stats
 
     def scan_share(
-        self, scans: list[dict[str, Any]], n_sample: int, *, n_items: int
+        self,
+        scans: list[dict[str, Any]],
+        n_sample: int,
+        *,
+        n_items: int,
+        last: bool = False,
     ) -> float:
         """Return the failure probability of a scan with a pilot (see ``scan_delta``).
 
         ``scans`` are the statistics of the job's earlier rounds that ran a
         scan. Returns 0.0 when no scan has passed yet and the share would be
         under ``MIN_TEST_SHARE`` of the budget, so that the round runs none.
+        With ``last`` (see ``takes_rest``) a scan after a pass gets all that
+        is left.
         """
         budget = 1.0 - self.config.automated_labeling.confidence
         earlier = [(r["delta"], bool(r.get("certified_items"))) for r in scans]
@@ -943,8 +962,50 @@ class LabelingLoop:
             r["delta"] for r in scans if r["round"] == 1 and r["scan_start"] != "pilot"
         )
         return scan_delta(
-            budget, earlier, n_validation=n_sample, n_items=n_items, first=first
+            budget,
+            earlier,
+            n_validation=n_sample,
+            n_items=n_items,
+            first=first,
+            last=last,
         )
+
+    @staticmethod
+    def takes_rest(scans: list[dict[str, Any]], *, fits_again: bool) -> bool:
+        """Return whether this round's test is the last and takes what is left.
+
+        A fine-tuned model trains again only when the human labels double
+        (see ``rescores_tested_model``). ``fits_again`` is False when they
+        could not double even if humans labeled every item that has no label
+        yet. After a pass no later fit is then likely, so the test about to
+        run gets all that is left instead of a part, and the job runs no test
+        after it (see ``untested_reason``). A later fit, if validation draws
+        from machine labels make one, goes untested.
+        """
+        if fits_again:
+            return False
+        return any(scan.get("certified_items") for scan in scans)
+
+    @classmethod
+    def untested_reason(cls, scans: list[dict[str, Any]], scored_by: int) -> str | None:
+        """Return why this round runs no test, or None when it may run one.
+
+        No test follows one that took all that was left of the failure
+        probability (see ``takes_rest``), nor one after a pass whose model
+        scores this round too (see ``rescores_tested_model``).
+        """
+        final = [scan["round"] for scan in scans if scan.get("last_test")]
+        if final:
+            return (
+                f"not tested: the test of round {final[0]} took all that was "
+                "left of the failure probability"
+            )
+        if cls.rescores_tested_model(scans, scored_by):
+            return (
+                f"not tested: the scores come from the model of round {scored_by}, "
+                "which the last test used after a pass"
+            )
+        return None
 
     @staticmethod
     def rescores_tested_model(scans: list[dict[str, Any]], scored_by: int) -> bool:

@@ -139,6 +139,19 @@ def test_scans_after_a_pass_split_what_is_left() -> None:
     )
 
 
+def test_last_scan_takes_the_rest() -> None:
+    earlier = [(0.01, False), (0.02, True), (0.012, False)]
+
+    last = scan_delta(0.05, earlier, n_validation=9000, n_items=7600, last=True)
+
+    assert last == pytest.approx(0.05 - 0.042)
+    # Before a pass the spending schedule holds, last or not.
+    before = [(0.01, False)]
+    assert scan_delta(
+        0.05, before, n_validation=600, n_items=7600, last=True
+    ) == scan_delta(0.05, before, n_validation=600, n_items=7600)
+
+
 def test_fewer_than_min_items_uncertified() -> None:
     confidences = np.full(58, 0.999)
     result = certify_threshold(

@@ -514,6 +514,37 @@ def test_later_tests_skip_an_unchanged_model(
     assert LabelingLoop.rescores_tested_model(scans, scored_by) is skips
 
 
+@pytest.mark.parametrize(
+    ("scans", "fits_again", "last"),
+    [
+        # Before a pass no test is the last: a larger sample may pass.
+        ([{"certified_items": 0}], False, False),
+        ([], False, False),
+        # After a pass, a test takes the rest only when no fit can follow it.
+        ([{"certified_items": 900}], False, True),
+        ([{"certified_items": 900}], True, False),
+    ],
+)
+def test_last_test_only_after_a_pass(
+    scans: list[dict], fits_again: bool, last: bool
+) -> None:
+    assert LabelingLoop.takes_rest(scans, fits_again=fits_again) is last
+
+
+def test_no_test_after_the_last() -> None:
+    scans = [
+        {"round": 3, "certified_items": 900, "scored_by_round": 3},
+        {"round": 6, "certified_items": 1200, "scored_by_round": 6, "last_test": True},
+    ]
+
+    # Even a model trained since the last test is not tested.
+    reason = LabelingLoop.untested_reason(scans, 9)
+    assert reason is not None
+    assert "round 6 took all that was left" in reason
+    assert LabelingLoop.untested_reason(scans[:1], 9) is None
+    assert "model of round 3" in str(LabelingLoop.untested_reason(scans[:1], 3))
+
+
 def test_manual_job_posts_last_batch_again(
     tmp_path: Path, digits_slice: tuple[Path, Path]
 ) -> None:
