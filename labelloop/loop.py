@@ -904,27 +904,28 @@ class LabelingLoop:
                 )[:2000],
             }
         )
+        notes = []
         if whole_set and not replaces and machine_before:
-            kept = (
+            notes.append(
                 f"the {len(machine_before)} machine labels of round "
                 f"{max(lab.round for lab in machine_before.values())} stay in "
                 f"force, since this round certified {n_certified}"
             )
-            reasons = [stats["stop_reason"], kept] if stats["stop_reason"] else [kept]
-            stats["stop_reason"] = "; ".join(reasons)
         if stats["last_test"]:
-            note = (
+            notes.append(
                 f"the job's last test, at {delta:.2%}: no later fit is likely, so "
                 "it took all that was left of the failure probability"
             )
-            reason = stats["stop_reason"]
-            stats["stop_reason"] = f"{reason}; {note}" if reason else note
         if len(unanswered_ids):
-            note = f"{_expired_items(len(unanswered_ids), 'validation')} " + (
+            counts = (
                 "counts as an error" if len(unanswered_ids) == 1 else "count as errors"
             )
-            reason = stats["stop_reason"]
-            stats["stop_reason"] = f"{reason}; {note}" if reason else note
+            notes.append(
+                f"{_expired_items(len(unanswered_ids), 'validation')} {counts}"
+            )
+        stats["stop_reason"] = "; ".join(
+            part for part in [stats["stop_reason"], *notes] if part
+        )
         self.store.finish_round(
             number,
             machine_labels=machine_labels,
